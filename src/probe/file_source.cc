@@ -1,0 +1,97 @@
+// The one place that reads devices: pread on a read-only descriptor.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "probe/source.h"
+
+namespace diskgate::probe {
+
+namespace {
+constexpr std::uint64_t block = 4096;
+
+IoError errno_error(const std::string& path, const char* what, int error_number) {
+  return IoError(fmt::format("{}: {}: {}", path, what, std::strerror(error_number)), error_number);
+}
+}  // namespace
+
+Bytes MemorySource::read(std::uint64_t offset, std::size_t length) {
+  ++reads_;
+  if (offset >= bytes_.size()) return {};
+  std::size_t available = bytes_.size() - static_cast<std::size_t>(offset);
+  return Bytes(bytes_).subspan(static_cast<std::size_t>(offset), std::min(length, available));
+}
+
+FileSource::FileSource(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd_ < 0) throw errno_error(path, "cannot open", errno);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) {
+    int e = errno;
+    ::close(fd_);
+    throw errno_error(path, "cannot stat", e);
+  }
+  if (S_ISBLK(st.st_mode)) {
+    is_block_ = true;
+    major_ = ::major(st.st_rdev);
+    minor_ = ::minor(st.st_rdev);
+    if (::ioctl(fd_, BLKGETSIZE64, &size_) != 0) {
+      int e = errno;
+      ::close(fd_);
+      throw errno_error(path, "cannot get size", e);
+    }
+  } else if (S_ISREG(st.st_mode)) {
+    size_ = static_cast<std::uint64_t>(st.st_size);
+  } else {
+    ::close(fd_);
+    throw IoError(fmt::format("{}: {}", path,
+                              S_ISDIR(st.st_mode) ? "is a directory, not a device or image"
+                                                  : "is not a block device or regular file"),
+                  S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+  }
+}
+
+FileSource::~FileSource() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Bytes FileSource::read(std::uint64_t offset, std::size_t length) {
+  if (offset >= size_ || length == 0) return {};
+  std::uint64_t end = std::min<std::uint64_t>(size_, offset + length);
+  for (const Chunk& chunk : chunks_) {
+    if (chunk.offset <= offset && chunk.offset + chunk.data.size() >= end)
+      return Bytes(chunk.data).subspan(offset - chunk.offset, end - offset);
+  }
+  // Whole blocks, so that neighbouring fields of one structure cost one call.
+  std::uint64_t first = offset / block * block;
+  std::uint64_t last = std::min(size_, (end + block - 1) / block * block);
+  Chunk chunk{first, std::vector<std::byte>(last - first)};
+  std::size_t filled = 0;
+  while (filled < chunk.data.size()) {
+    ssize_t n = ::pread(fd_, chunk.data.data() + filled, chunk.data.size() - filled,
+                        static_cast<off_t>(first + filled));
+    ++read_calls_;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw errno_error(path_, fmt::format("read at offset {} failed", first + filled).c_str(), errno);
+    if (n == 0) break;  // the file shrank under us
+    filled += static_cast<std::size_t>(n);
+    bytes_read_ += static_cast<std::uint64_t>(n);
+  }
+  chunk.data.resize(filled);
+  chunks_.push_back(std::move(chunk));
+  const Chunk& stored = chunks_.back();
+  if (stored.offset + stored.data.size() <= offset) return {};
+  std::uint64_t stored_end = std::min<std::uint64_t>(end, stored.offset + stored.data.size());
+  return Bytes(stored.data).subspan(offset - stored.offset, stored_end - offset);
+}
+
+}  // namespace diskgate::probe
