@@ -1,0 +1,122 @@
+#include "cli/probe_command.h"
+
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include <fmt/format.h>
+
+#include "probe/sysfs.h"
+
+namespace diskgate::cli {
+
+namespace {
+
+using probe::OutputFormat;
+
+// The entry of a partition device in its parent disk's table, as blkid finds
+// it: through sysfs start/size, then the parent's table.
+void add_partition_entry(probe::Report& report, const probe::FileSource& device, const probe::Debug& debug) {
+  if (!device.is_block_device()) return;
+  auto location = probe::partition_location(device.major(), device.minor());
+  if (!location) return;
+  probe::FileSource parent(location->parent_path);
+  for (const auto& prober : probe::partition_table_probers()) {
+    std::optional<probe::PartitionTable> table;
+    try {
+      table = prober.probe(parent, debug);
+    } catch (const probe::OutOfBounds&) {
+      continue;
+    }
+    if (!table) continue;
+    report.entry = probe::find_entry(*table, location->start, location->size);
+    report.entry_scheme = table->type;
+    report.entry_disk = fmt::format("{}:{}", location->parent_major, location->parent_minor);
+    return;
+  }
+}
+
+// blkid -o udev's line for an ambivalent device.
+std::string udev_ambivalent(const probe::Report& report) {
+  std::string value;
+  for (const probe::Superblock& sb : report.superblocks) {
+    if (!value.empty()) value += ' ';
+    value += probe::encode_string(sb.usage) + ':' + probe::encode_string(sb.type);
+    for (const probe::Tag& tag : sb.tags)
+      if (tag.name == "VERSION") value += ':' + probe::encode_string(tag.value);
+  }
+  return "ID_FS_AMBIVALENT=" + value + "\n";
+}
+
+std::string types_of(const probe::Report& report) {
+  std::string types;
+  for (const probe::Superblock& sb : report.superblocks) types += (types.empty() ? "" : ", ") + sb.type;
+  return types;
+}
+
+nlohmann::ordered_json json_of(const std::string& path, const probe::Report* report, const probe::Tags& tags,
+                               const std::string& error) {
+  nlohmann::ordered_json object;
+  object["path"] = path;
+  if (!error.empty()) {
+    object["status"] = "error";
+    object["error"] = error;
+  } else if (report->ambivalent()) {
+    object["status"] = "ambivalent";
+    object["types"] = nlohmann::json::array();
+    for (const probe::Superblock& sb : report->superblocks) object["types"].push_back(sb.type);
+  } else {
+    object["status"] = tags.empty() ? "nothing" : "found";
+  }
+  object["tags"] = nlohmann::ordered_json::object();
+  for (const probe::Tag& tag : tags) object["tags"][tag.name] = tag.value;
+  return object;
+}
+
+}  // namespace
+
+int run_probe(const ProbeOptions& options, std::ostream& out, std::ostream& err) {
+  bool any_found = false, any_ambivalent = false, first_device = true;
+  for (const std::string& path : options.paths) {
+    probe::Debug debug;
+    if (options.debug) debug = [&](std::string_view line) { err << path << ": " << line << '\n'; };
+    probe::Report report;
+    std::string error;
+    try {
+      probe::FileSource source(path);
+      report = probe::probe_source(source, debug);
+      add_partition_entry(report, source, debug);
+    } catch (const probe::IoError& e) {
+      error = e.what();  // already names the path
+    }
+    if (!error.empty()) {
+      err << "diskgatectl: " << error << '\n';
+      if (options.format == OutputFormat::json)
+        out << json_of(path, nullptr, {}, error).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+            << '\n';
+      continue;
+    }
+
+    probe::Tags tags = probe::report_tags(report, options.low_level);
+    if (report.ambivalent()) {
+      any_ambivalent = true;
+      err << fmt::format("diskgatectl: {}: ambivalent result (several filesystems on the device: {})\n", path,
+                         types_of(report));
+      if (options.low_level && options.format == OutputFormat::udev) out << udev_ambivalent(report);
+    } else if (!tags.empty()) {
+      any_found = true;
+    }
+
+    if (options.format == OutputFormat::json) {
+      out << json_of(path, &report, probe::select_tags(tags, options.tags), "")
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+          << '\n';
+      continue;
+    }
+    out << probe::format_device(path, tags, options.tags, options.format, options.low_level, first_device);
+    if (probe::counts_as_printed(tags, options.tags, options.low_level)) first_device = false;
+  }
+  if (any_ambivalent) return 8;
+  return any_found ? 0 : 2;
+}
+
+}  // namespace diskgate::cli

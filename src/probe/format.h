@@ -24,9 +24,14 @@ std::string safe_print(std::string_view value, std::string_view escape);
 std::string encode_string(std::string_view value);
 std::string safe_string(std::string_view value);
 
-// Prints one device as blkid would. `first_device` matters for the blank
-// lines blkid puts between devices; `low_level` selects `-p`'s layout.
-std::string format_device(std::string_view path, const Tags& tags, OutputFormat format,
-                          bool low_level, bool first_device);
+// Whether a device with these tags ends blkid's "first device" state, which
+// decides the blank line before the next one.
+bool counts_as_printed(const Tags& tags, const std::vector<std::string>& wanted, bool low_level);
+
+// Prints one device as blkid would: `tags` as report_tags gave them, `wanted`
+// the -s selection (empty: all), `low_level` for -p's layout, `first_device`
+// while no earlier device counted as printed.
+std::string format_device(std::string_view path, const Tags& tags, const std::vector<std::string>& wanted,
+                          OutputFormat format, bool low_level, bool first_device);
 
 }  // namespace diskgate::probe
