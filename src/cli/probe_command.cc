@@ -5,35 +5,13 @@
 
 #include <fmt/format.h>
 
-#include "probe/sysfs.h"
+#include "probe/probe_path.h"
 
 namespace diskgate::cli {
 
 namespace {
 
 using probe::OutputFormat;
-
-// The entry of a partition device in its parent disk's table, as blkid finds
-// it: through sysfs start/size, then the parent's table.
-void add_partition_entry(probe::Report& report, const probe::FileSource& device, const probe::Debug& debug) {
-  if (!device.is_block_device()) return;
-  auto location = probe::partition_location(device.major(), device.minor());
-  if (!location) return;
-  probe::FileSource parent(location->parent_path);
-  for (const auto& prober : probe::partition_table_probers()) {
-    std::optional<probe::PartitionTable> table;
-    try {
-      table = prober.probe(parent, debug);
-    } catch (const probe::OutOfBounds&) {
-      continue;
-    }
-    if (!table) continue;
-    report.entry = probe::find_entry(*table, location->start, location->size);
-    report.entry_scheme = table->type;
-    report.entry_disk = fmt::format("{}:{}", location->parent_major, location->parent_minor);
-    return;
-  }
-}
 
 // blkid -o udev's line for an ambivalent device.
 std::string udev_ambivalent(const probe::Report& report) {
@@ -82,9 +60,7 @@ int run_probe(const ProbeOptions& options, std::ostream& out, std::ostream& err)
     probe::Report report;
     std::string error;
     try {
-      probe::FileSource source(path);
-      report = probe::probe_source(source, debug);
-      add_partition_entry(report, source, debug);
+      report = probe::probe_path(path, debug);
     } catch (const probe::IoError& e) {
       error = e.what();  // already names the path
     }

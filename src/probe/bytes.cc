@@ -108,7 +108,7 @@ std::string utf16le_to_utf8(Bytes raw, std::size_t max_units) {
         continue;
       }
     }
-    if (unit >= 0xD800 && unit < 0xE000) unit = 0xFFFD;
+    // A lone surrogate is encoded as it stands (3 bytes), as blkid does.
     append_utf8(out, unit);
   }
   return out;

@@ -43,7 +43,7 @@ std::string serial_text(Bytes four);
 // Bytes up to the first NUL with trailing white space trimmed; "" when empty.
 std::string label_text(Bytes raw);
 // UTF-16LE code units to UTF-8, stopping at U+0000 or after `max_units`.
-// Unpaired surrogates become U+FFFD.
+// Unpaired surrogates are encoded as they stand (ED A0 80 ...), as blkid does.
 std::string utf16le_to_utf8(Bytes raw, std::size_t max_units);
 
 // Convenience for building test buffers and comparing magics.

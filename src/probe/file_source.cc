@@ -74,6 +74,9 @@ Bytes FileSource::read(std::uint64_t offset, std::size_t length) {
   // Whole blocks, so that neighbouring fields of one structure cost one call.
   std::uint64_t first = offset / block * block;
   std::uint64_t last = std::min(size_, (end + block - 1) / block * block);
+  // The device's head is read as 8 KiB at once: exFAT's boot checksum covers
+  // 12 sectors, and GPT's header and first entries live there too.
+  if (first == 0) last = std::min(size_, std::max<std::uint64_t>(last, 2 * block));
   Chunk chunk{first, std::vector<std::byte>(last - first)};
   std::size_t filled = 0;
   while (filled < chunk.data.size()) {

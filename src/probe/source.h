@@ -46,7 +46,7 @@ class MemorySource : public Source {
 
 // Reads a block device or image file with pread, caching what it read so that
 // probers asking for overlapping ranges cost one system call. Each read is
-// widened to whole 4 KiB blocks.
+// widened to whole 4 KiB blocks (8 KiB at the head of the device).
 class FileSource : public Source {
  public:
   // Opens `path` read-only. Throws IoError naming the path on failure.
