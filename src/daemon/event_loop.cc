@@ -1,0 +1,80 @@
+#include "daemon/event_loop.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <system_error>
+#include <vector>
+
+namespace diskgate::daemon {
+
+void EventLoop::watch(int fd, short events, std::function<void(short)> on_ready) {
+  watches_[fd] = Watch{events, std::move(on_ready)};
+}
+
+void EventLoop::unwatch(int fd) { watches_.erase(fd); }
+
+void EventLoop::watch_dynamic(std::function<Dynamic()> prepare, std::function<void()> dispatch) {
+  dynamic_prepare_ = std::move(prepare);
+  dynamic_dispatch_ = std::move(dispatch);
+}
+
+EventLoop::TimerId EventLoop::add_timer(Clock::time_point when, std::function<void()> callback) {
+  TimerId id = next_timer_++;
+  timers_[id] = Timer{when, std::move(callback)};
+  return id;
+}
+
+void EventLoop::cancel_timer(TimerId id) { timers_.erase(id); }
+
+int EventLoop::run() {
+  while (!stopped_) {
+    std::vector<pollfd> fds;
+    std::optional<Clock::time_point> deadline;
+    for (const auto& [id, timer] : timers_)
+      if (!deadline || timer.when < *deadline) deadline = timer.when;
+    bool has_dynamic = static_cast<bool>(dynamic_prepare_);
+    if (has_dynamic) {
+      Dynamic d = dynamic_prepare_();
+      fds.push_back({d.fd, d.events, 0});
+      if (d.deadline && (!deadline || *d.deadline < *deadline)) deadline = d.deadline;
+    }
+    for (const auto& [fd, w] : watches_) fds.push_back({fd, w.events, 0});
+
+    int timeout_ms = -1;
+    if (deadline) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+      timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 60'000));
+    }
+    int n = ::poll(fds.data(), fds.size(), timeout_ms);
+    if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+
+    // The bus first: it may have been woken for a timeout, not only for I/O.
+    if (has_dynamic) dynamic_dispatch_();
+    for (std::size_t i = has_dynamic ? 1 : 0; n > 0 && i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      auto it = watches_.find(fds[i].fd);
+      if (it != watches_.end()) {
+        auto callback = it->second.on_ready;  // a callback may unwatch itself
+        callback(fds[i].revents);
+      }
+      if (stopped_) break;
+    }
+
+    auto now = Clock::now();
+    std::vector<TimerId> due;
+    for (const auto& [id, timer] : timers_)
+      if (timer.when <= now) due.push_back(id);
+    for (TimerId id : due) {
+      auto it = timers_.find(id);
+      if (it == timers_.end()) continue;  // cancelled by an earlier callback
+      auto callback = std::move(it->second.callback);
+      timers_.erase(it);
+      callback();
+    }
+  }
+  return *stopped_;
+}
+
+}  // namespace diskgate::daemon

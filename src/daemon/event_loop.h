@@ -1,0 +1,60 @@
+// The daemon's one event loop: poll(2) over file descriptors plus timers.
+// Everything that owns state runs on it; other threads only post results
+// through a file descriptor (see ProbeWorker).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+
+namespace diskgate::daemon {
+
+class EventLoop {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using TimerId = std::uint64_t;
+
+  // Calls `on_ready(revents)` whenever `fd` has any of `events`.
+  void watch(int fd, short events, std::function<void(short)> on_ready);
+  void unwatch(int fd);
+  // A source whose fd, events and deadline change between polls (sd-bus):
+  // `prepare` is asked before every poll, `dispatch` runs after it.
+  struct Dynamic {
+    int fd;
+    short events;
+    std::optional<Clock::time_point> deadline;
+  };
+  void watch_dynamic(std::function<Dynamic()> prepare, std::function<void()> dispatch);
+
+  TimerId add_timer(Clock::time_point when, std::function<void()> callback);
+  TimerId add_timer(Clock::duration after, std::function<void()> callback) {
+    return add_timer(Clock::now() + after, std::move(callback));
+  }
+  void cancel_timer(TimerId id);
+
+  // Runs until stop(); returns the value given to stop().
+  int run();
+  void stop(int status) {
+    stopped_ = status;
+  }
+
+ private:
+  struct Watch {
+    short events;
+    std::function<void(short)> on_ready;
+  };
+  struct Timer {
+    Clock::time_point when;
+    std::function<void()> callback;
+  };
+  std::map<int, Watch> watches_;
+  std::map<TimerId, Timer> timers_;
+  TimerId next_timer_ = 1;
+  std::function<Dynamic()> dynamic_prepare_;
+  std::function<void()> dynamic_dispatch_;
+  std::optional<int> stopped_;
+};
+
+}  // namespace diskgate::daemon

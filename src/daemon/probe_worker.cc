@@ -1,0 +1,92 @@
+#include "daemon/probe_worker.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#include "probe/format.h"
+#include "probe/probe_path.h"
+
+namespace diskgate::daemon {
+
+struct ProbeWorker::Shared {
+  std::mutex mutex;
+  std::vector<Result> done;
+  std::size_t running = 0;
+  int event_fd = -1;
+  ~Shared() {
+    if (event_fd >= 0) ::close(event_fd);
+  }
+};
+
+ProbeWorker::ProbeWorker(Identify identify) : identify_(std::move(identify)), shared_(std::make_shared<Shared>()) {
+  shared_->event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (shared_->event_fd < 0) throw std::system_error(errno, std::generic_category(), "probe worker: eventfd");
+}
+
+ProbeWorker::~ProbeWorker() = default;
+
+int ProbeWorker::fd() const { return shared_->event_fd; }
+
+void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t token) {
+  {
+    std::lock_guard lock(shared_->mutex);
+    ++shared_->running;
+  }
+  std::thread([shared = shared_, identify = identify_, device, token] {
+    devices::Identity identity;
+    try {
+      identity = identify(device);
+    } catch (const std::exception& e) {
+      identity.state = devices::Identity::State::unreadable;
+      identity.error = e.what();
+    }
+    std::lock_guard lock(shared->mutex);
+    shared->done.push_back(Result{device.name, token, std::move(identity)});
+    std::uint64_t one = 1;
+    (void)!::write(shared->event_fd, &one, sizeof one);
+  }).detach();
+}
+
+std::vector<ProbeWorker::Result> ProbeWorker::collect() {
+  std::uint64_t count;
+  (void)!::read(shared_->event_fd, &count, sizeof count);
+  std::lock_guard lock(shared_->mutex);
+  std::vector<Result> results;
+  results.swap(shared_->done);
+  shared_->running -= results.size();
+  return results;
+}
+
+std::size_t ProbeWorker::in_flight() const {
+  std::lock_guard lock(shared_->mutex);
+  return shared_->running;
+}
+
+devices::Identity identify_device(const devices::KernelDevice& device) {
+  devices::Identity identity;
+  if (device.size_bytes == 0) {
+    identity.state = devices::Identity::State::unreadable;
+    identity.error = "no medium";
+    return identity;
+  }
+  try {
+    identity.report = probe::probe_path(device.node, {});
+    identity.tags = probe::report_tags(identity.report, false);
+    identity.state = identity.report.superblocks.size() == 1 || identity.report.table || identity.report.entry
+                         ? devices::Identity::State::identified
+                         : devices::Identity::State::unidentified;
+    if (identity.report.ambivalent()) identity.error = "ambivalent: several filesystems on the device";
+  } catch (const probe::IoError& e) {
+    identity.state = devices::Identity::State::unreadable;
+    identity.error = std::strerror(e.error_number);
+  }
+  return identity;
+}
+
+}  // namespace diskgate::daemon

@@ -1,0 +1,16 @@
+// Object paths of device objects: /org/diskgate1/devices/<name>, with every
+// byte outside [A-Za-z0-9] written as _XX (hex), since kernel names such as
+// "dm-0" hold characters an object path element may not.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace diskgate::dbus {
+
+inline constexpr const char* bus_name = "org.diskgate1";
+inline constexpr const char* manager_path = "/org/diskgate1";
+
+std::string device_object_path(std::string_view kernel_name);
+
+}  // namespace diskgate::dbus

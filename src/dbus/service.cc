@@ -1,0 +1,234 @@
+#include "dbus/service.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "dbus/object_path.h"
+#include "org.diskgate1.Device.adaptor.h"
+#include "org.diskgate1.Manager.adaptor.h"
+
+namespace diskgate::dbus {
+
+namespace {
+
+constexpr const char* not_found = "org.diskgate1.Error.NotFound";
+constexpr const char* ambiguous = "org.diskgate1.Error.Ambiguous";
+constexpr const char* invalid_args = "org.freedesktop.DBus.Error.InvalidArgs";
+
+std::string tag_value(const probe::Tags& tags, std::string_view name) {
+  for (const probe::Tag& tag : tags)
+    if (tag.name == name) return tag.value;
+  return {};
+}
+
+const probe::BtrfsMember* btrfs_member(const devices::Device& device) {
+  const auto& sbs = device.identity.report.superblocks;
+  return sbs.size() == 1 && sbs.front().btrfs ? &*sbs.front().btrfs : nullptr;
+}
+
+std::string state_name(devices::Identity::State state) {
+  switch (state) {
+    case devices::Identity::State::unprobed: return "unprobed";
+    case devices::Identity::State::identified: return "identified";
+    case devices::Identity::State::unidentified: return "unidentified";
+    case devices::Identity::State::unreadable: return "unreadable";
+  }
+  return "unknown";
+}
+
+// Validates a spec argument; a device path is canonicalised here, at the
+// edge, so that /dev/disk/by-uuid/... symlinks name their device.
+devices::Spec checked_spec(const std::string& text) {
+  auto parsed = devices::parse_spec(text);
+  if (auto* error = std::get_if<devices::SpecError>(&parsed)) throw sdbus::Error(invalid_args, error->message);
+  auto spec = std::get<devices::Spec>(parsed);
+  if (spec.kind == devices::SpecKind::path) {
+    std::error_code ec;
+    auto real = std::filesystem::canonical(spec.value, ec);
+    if (!ec) spec.value = real.string();
+  }
+  return spec;
+}
+
+std::vector<std::string> nodes_of(const devices::Resolution& resolution) {
+  std::vector<std::string> nodes;
+  for (const devices::Device* device : resolution.devices) nodes.push_back(device->kernel.node);
+  return nodes;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+}  // namespace
+
+Dict device_dict(const devices::Device& device) {
+  const devices::KernelDevice& k = device.kernel;
+  const devices::Identity& id = device.identity;
+  std::map<std::string, std::string> tags;
+  for (const probe::Tag& tag : id.tags) tags.emplace(tag.name, tag.value);
+  const probe::BtrfsMember* member = btrfs_member(device);
+  Dict dict;
+  dict["Name"] = k.name;
+  dict["Node"] = k.node;
+  dict["SysPath"] = k.syspath;
+  dict["Major"] = static_cast<std::uint32_t>(k.major);
+  dict["Minor"] = static_cast<std::uint32_t>(k.minor);
+  dict["Size"] = static_cast<std::uint64_t>(k.size_bytes);
+  dict["Parent"] = k.parent;
+  dict["Removable"] = k.removable;
+  dict["State"] = state_name(id.state);
+  dict["Error"] = id.error;
+  dict["Type"] = tag_value(id.tags, "TYPE");
+  dict["Uuid"] = tag_value(id.tags, "UUID");
+  dict["UuidSub"] = tag_value(id.tags, "UUID_SUB");
+  dict["Label"] = tag_value(id.tags, "LABEL");
+  dict["PartUuid"] = tag_value(id.tags, "PARTUUID");
+  dict["PartLabel"] = tag_value(id.tags, "PARTLABEL");
+  dict["Tags"] = tags;
+  dict["BtrfsDevid"] = static_cast<std::uint64_t>(member ? member->devid : 0);
+  dict["BtrfsDevices"] = static_cast<std::uint64_t>(member ? member->num_devices : 0);
+  return dict;
+}
+
+Dict filesystem_dict(const devices::FilesystemView& view) {
+  std::vector<std::string> conflicts;
+  for (const devices::Conflict& conflict : view.conflicts)
+    conflicts.push_back(fmt::format("{} claim the same member", joined(conflict.nodes)));
+  Dict dict;
+  dict["uuid"] = view.uuid;
+  dict["type"] = view.type;
+  dict["label"] = view.label;
+  dict["expected"] = static_cast<std::uint64_t>(view.expected);
+  dict["present"] = static_cast<std::uint64_t>(view.present);
+  dict["devices"] = view.devices;
+  dict["missing_devids"] = view.missing_devids;
+  dict["complete"] = view.complete;
+  dict["conflicts"] = conflicts;
+  dict["mount_data"] = view.mount_data;
+  return dict;
+}
+
+class Service::Manager final
+    : public sdbus::AdaptorInterfaces<org::diskgate1::Manager_adaptor, sdbus::ObjectManager_adaptor> {
+ public:
+  Manager(sdbus::IConnection& connection, const devices::DeviceMap& map, std::function<void()> rescan)
+      : AdaptorInterfaces(connection, manager_path), map_(map), rescan_(std::move(rescan)) {
+    registerAdaptor();
+  }
+  ~Manager() { unregisterAdaptor(); }
+
+ private:
+  std::string Resolve(const std::string& spec) override {
+    auto resolution = map_.resolve(checked_spec(spec));
+    if (resolution.devices.empty()) throw sdbus::Error(not_found, fmt::format("no device matches {}", spec));
+    if (resolution.devices.size() > 1)
+      throw sdbus::Error(ambiguous, fmt::format("{} matches {} devices ({}); use ResolveAll", spec,
+                                                resolution.devices.size(), joined(nodes_of(resolution))));
+    return resolution.devices.front()->kernel.node;
+  }
+  std::vector<std::string> ResolveAll(const std::string& spec) override {
+    return nodes_of(map_.resolve(checked_spec(spec)));
+  }
+  std::vector<Dict> ListDevices() override {
+    std::vector<Dict> list;
+    for (const devices::Device* device : map_.all()) list.push_back(device_dict(*device));
+    return list;
+  }
+  Dict GetFilesystem(const std::string& uuid) override {
+    if (uuid.empty()) throw sdbus::Error(invalid_args, "GetFilesystem: the uuid is empty");
+    auto view = map_.filesystem(uuid);
+    if (!view) throw sdbus::Error(not_found, fmt::format("no filesystem has UUID {}", uuid));
+    return filesystem_dict(*view);
+  }
+  void Rescan() override { rescan_(); }
+
+  const devices::DeviceMap& map_;
+  std::function<void()> rescan_;
+};
+
+class Service::DeviceObject final
+    : public sdbus::AdaptorInterfaces<org::diskgate1::Device_adaptor, sdbus::ManagedObject_adaptor,
+                                      sdbus::Properties_adaptor> {
+ public:
+  DeviceObject(sdbus::IConnection& connection, const devices::DeviceMap& map, std::string name)
+      : AdaptorInterfaces(connection, device_object_path(name)), map_(map), name_(std::move(name)) {
+    registerAdaptor();
+    emitInterfacesAddedSignal({org::diskgate1::Device_adaptor::INTERFACE_NAME});
+  }
+  ~DeviceObject() {
+    emitInterfacesRemovedSignal({org::diskgate1::Device_adaptor::INTERFACE_NAME});
+    unregisterAdaptor();
+  }
+  void changed() { emitPropertiesChangedSignal(org::diskgate1::Device_adaptor::INTERFACE_NAME); }
+
+ private:
+  template <typename T>
+  T get(const char* key) const {
+    const devices::Device* device = map_.find(name_);
+    return device ? device_dict(*device).at(key).get<T>() : T{};
+  }
+  std::string Name() override { return name_; }
+  std::string Node() override { return get<std::string>("Node"); }
+  std::string SysPath() override { return get<std::string>("SysPath"); }
+  uint32_t Major() override { return get<uint32_t>("Major"); }
+  uint32_t Minor() override { return get<uint32_t>("Minor"); }
+  uint64_t Size() override { return get<uint64_t>("Size"); }
+  std::string Parent() override { return get<std::string>("Parent"); }
+  bool Removable() override { return get<bool>("Removable"); }
+  std::string State() override { return get<std::string>("State"); }
+  std::string Error() override { return get<std::string>("Error"); }
+  std::string Type() override { return get<std::string>("Type"); }
+  std::string Uuid() override { return get<std::string>("Uuid"); }
+  std::string UuidSub() override { return get<std::string>("UuidSub"); }
+  std::string Label() override { return get<std::string>("Label"); }
+  std::string PartUuid() override { return get<std::string>("PartUuid"); }
+  std::string PartLabel() override { return get<std::string>("PartLabel"); }
+  std::map<std::string, std::string> Tags() override { return get<std::map<std::string, std::string>>("Tags"); }
+  uint64_t BtrfsDevid() override { return get<uint64_t>("BtrfsDevid"); }
+  uint64_t BtrfsDevices() override { return get<uint64_t>("BtrfsDevices"); }
+
+  const devices::DeviceMap& map_;
+  std::string name_;
+};
+
+Service::Service(sdbus::IConnection& connection, const devices::DeviceMap& map, std::function<void()> rescan)
+    : connection_(connection), map_(map), manager_(std::make_unique<Manager>(connection, map, std::move(rescan))) {
+  for (const devices::Device* device : map_.all())
+    objects_[device->kernel.name] = std::make_unique<DeviceObject>(connection_, map_, device->kernel.name);
+}
+
+Service::~Service() = default;
+
+void Service::publish(const std::vector<devices::Change>& changes) {
+  for (const devices::Change& change : changes) {
+    if (auto* added = std::get_if<devices::DeviceAdded>(&change)) {
+      if (const devices::Device* device = map_.find(added->name)) {
+        auto& object = objects_[added->name];
+        if (!object) object = std::make_unique<DeviceObject>(connection_, map_, added->name);
+        manager_->emitDeviceAdded(device_dict(*device));
+      }
+    } else if (auto* changed = std::get_if<devices::DeviceChanged>(&change)) {
+      if (const devices::Device* device = map_.find(changed->name)) {
+        auto& object = objects_[changed->name];
+        if (!object)
+          object = std::make_unique<DeviceObject>(connection_, map_, changed->name);
+        else
+          object->changed();
+        manager_->emitDeviceChanged(device_dict(*device));
+      }
+    } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change)) {
+      objects_.erase(removed->name);
+      manager_->emitDeviceRemoved(removed->node);
+    } else if (auto* complete = std::get_if<devices::FilesystemComplete>(&change)) {
+      manager_->emitFilesystemComplete(complete->uuid);
+    } else if (auto* incomplete = std::get_if<devices::FilesystemIncomplete>(&change)) {
+      manager_->emitFilesystemIncomplete(incomplete->uuid);
+    }
+  }
+}
+
+}  // namespace diskgate::dbus

@@ -1,0 +1,395 @@
+#include "devices/device_map.h"
+
+#include <algorithm>
+#include <array>
+#include <numeric>
+#include <utility>
+
+namespace diskgate::devices {
+
+namespace {
+
+using State = Identity::State;
+
+// Beyond this many devices a num_devices value is not worth spelling out as
+// a list of missing ids (btrfs filesystems have a handful of members).
+constexpr std::uint64_t max_listed_devids = 1024;
+
+// Tag name and case folding of each index key, in DeviceMap::Key order.
+struct KeySpec {
+  std::string_view tag;
+  bool fold;
+};
+constexpr std::array<KeySpec, 5> key_specs{{
+    {"UUID", true},
+    {"UUID_SUB", true},
+    {"LABEL", false},
+    {"PARTUUID", true},
+    {"PARTLABEL", false},
+}};
+
+std::string_view tag(const probe::Tags& tags, std::string_view name) {
+  for (const probe::Tag& t : tags)
+    if (t.name == name) return t.value;
+  return {};
+}
+
+// The btrfs membership a device claims; an ambivalent report (several
+// superblocks) claims none, so it cannot be assembled into a filesystem.
+const probe::BtrfsMember* btrfs_member(const Device& device) {
+  const Identity& identity = device.identity;
+  if (identity.state != State::identified || identity.report.superblocks.size() != 1) return nullptr;
+  const auto& member = identity.report.superblocks.front().btrfs;
+  return member ? &*member : nullptr;
+}
+
+// The index key of `device` for key number `key`; empty when it has none.
+std::string key_value(const Device& device, std::size_t key) {
+  if (device.identity.state != State::identified) return {};
+  const KeySpec& spec = key_specs[key];
+  std::string_view value = tag(device.identity.tags, spec.tag);
+  if (const probe::BtrfsMember* member = btrfs_member(device)) {
+    if (spec.tag == "UUID") value = member->fsid;
+    if (spec.tag == "UUID_SUB") value = member->dev_uuid;
+  }
+  return spec.fold ? fold_uuid(value) : std::string(value);
+}
+
+struct Member {
+  const Device* device;
+  const probe::BtrfsMember* btrfs;
+};
+
+// Groups members that claim the same devid or UUID_SUB (union-find; the
+// member count is small).
+std::vector<std::size_t> conflict_groups(const std::vector<Member>& members) {
+  std::vector<std::size_t> parent(members.size());
+  std::iota(parent.begin(), parent.end(), std::size_t{0});
+  auto root = [&](std::size_t i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  for (std::size_t i = 0; i < members.size(); ++i)
+    for (std::size_t j = i + 1; j < members.size(); ++j) {
+      const probe::BtrfsMember& a = *members[i].btrfs;
+      const probe::BtrfsMember& b = *members[j].btrfs;
+      if (a.devid == b.devid || fold_uuid(a.dev_uuid) == fold_uuid(b.dev_uuid)) parent[root(i)] = root(j);
+    }
+  for (std::size_t i = 0; i < members.size(); ++i) parent[i] = root(i);
+  return parent;
+}
+
+template <typename... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <typename... F>
+overloaded(F...) -> overloaded<F...>;
+
+}  // namespace
+
+std::ostream& operator<<(std::ostream& out, const Change& change) {
+  std::visit(overloaded{
+                 [&](const DeviceAdded& c) { out << "DeviceAdded{" << c.name << "}"; },
+                 [&](const DeviceChanged& c) { out << "DeviceChanged{" << c.name << "}"; },
+                 [&](const DeviceRemoved& c) { out << "DeviceRemoved{" << c.name << ", " << c.node << "}"; },
+                 [&](const NeedsProbe& c) { out << "NeedsProbe{" << c.name << ", " << c.token << "}"; },
+                 [&](const FilesystemComplete& c) { out << "FilesystemComplete{" << c.uuid << "}"; },
+                 [&](const FilesystemIncomplete& c) { out << "FilesystemIncomplete{" << c.uuid << "}"; },
+             },
+             change);
+  return out;
+}
+
+// ---- Events ----
+
+std::vector<Change> DeviceMap::apply(const Event& event) {
+  std::vector<Change> out;
+  std::visit(overloaded{
+                 [&](const Upsert& e) { upsert(e.device, e.media_changed, out); },
+                 [&](const Identified& e) { identified(e, out); },
+                 [&](const Removed& e) { remove(e.name, out); },
+                 [&](const Snapshot& e) { snapshot(e, out); },
+             },
+             event);
+  report_filesystems(out);
+  return out;
+}
+
+void DeviceMap::reset_identity(Entry& entry) {
+  if (entry.device.kernel.size_bytes == 0) {
+    entry.device.identity = Identity{State::unreadable, {}, {}, "no medium"};
+    entry.pending.reset();
+  } else {
+    entry.device.identity = Identity{};
+    entry.pending = next_token_++;
+  }
+}
+
+void DeviceMap::upsert(const KernelDevice& kernel, bool media_changed, std::vector<Change>& out) {
+  if (kernel.name.empty()) return;
+  auto it = devices_.find(kernel.name);
+  if (it == devices_.end()) {
+    Entry& entry = devices_[kernel.name];
+    entry.device.kernel = kernel;
+    reset_identity(entry);
+    out.emplace_back(DeviceAdded{kernel.name});
+    if (entry.pending) out.emplace_back(NeedsProbe{kernel.name, *entry.pending});
+    return;
+  }
+  Entry& entry = it->second;
+  const KernelDevice& old = entry.device.kernel;
+  // Another size or device number means other contents; a same-size media
+  // swap is only known from the uevent, hence the caller's flag.
+  bool reprobe = media_changed || kernel.major != old.major || kernel.minor != old.minor ||
+                 kernel.size_bytes != old.size_bytes;
+  if (!reprobe && kernel == old) return;  // a duplicate
+  if (reprobe) unindex(kernel.name, entry.device);
+  entry.device.kernel = kernel;
+  if (reprobe) reset_identity(entry);
+  out.emplace_back(DeviceChanged{kernel.name});
+  if (reprobe && entry.pending) out.emplace_back(NeedsProbe{kernel.name, *entry.pending});
+}
+
+void DeviceMap::remove(const std::string& name, std::vector<Change>& out) {
+  auto it = devices_.find(name);
+  if (it == devices_.end()) return;
+  unindex(name, it->second.device);
+  std::string node = it->second.device.kernel.node;
+  devices_.erase(it);
+  out.emplace_back(DeviceRemoved{name, std::move(node)});
+}
+
+void DeviceMap::identified(const Identified& event, std::vector<Change>& out) {
+  auto it = devices_.find(event.name);
+  if (it == devices_.end()) return;  // removed since, or never known
+  Entry& entry = it->second;
+  if (!entry.pending || *entry.pending != event.token) return;  // stale or duplicate
+  if (event.identity.state == State::unprobed) return;          // not a result
+  unindex(event.name, entry.device);
+  entry.device.identity = event.identity;
+  entry.pending.reset();
+  index(event.name, entry.device);
+  out.emplace_back(DeviceChanged{event.name});
+}
+
+void DeviceMap::snapshot(const Snapshot& event, std::vector<Change>& out) {
+  std::map<std::string, const KernelDevice*> wanted;
+  for (const KernelDevice& device : event.devices)
+    if (!device.name.empty()) wanted[device.name] = &device;
+  std::vector<std::string> gone;
+  for (const auto& [name, entry] : devices_)
+    if (!wanted.contains(name)) gone.push_back(name);
+  for (const std::string& name : gone) remove(name, out);
+  for (const auto& [name, device] : wanted) upsert(*device, false, out);
+}
+
+void DeviceMap::index(const std::string& name, const Device& device) {
+  for (std::size_t key = 0; key < key_count; ++key) {
+    std::string value = key_value(device, key);
+    if (!value.empty()) index_[key][value].insert(name);
+  }
+}
+
+void DeviceMap::unindex(const std::string& name, const Device& device) {
+  for (std::size_t key = 0; key < key_count; ++key) {
+    std::string value = key_value(device, key);
+    if (value.empty()) continue;
+    auto it = index_[key].find(value);
+    if (it == index_[key].end()) continue;
+    it->second.erase(name);
+    if (it->second.empty()) index_[key].erase(it);
+  }
+}
+
+// ---- Filesystems ----
+
+FilesystemView DeviceMap::view(const std::set<std::string>& names) const {
+  std::vector<Member> members;
+  std::vector<const Device*> plain;  // same UUID, not btrfs members; by name
+  for (const std::string& name : names) {
+    const Device& device = devices_.find(name)->second.device;
+    if (const probe::BtrfsMember* member = btrfs_member(device)) members.push_back({&device, member});
+    else plain.push_back(&device);
+  }
+
+  FilesystemView view;
+  if (members.empty()) {
+    const probe::Tags& tags = plain.front()->identity.tags;
+    view.uuid = tag(tags, "UUID");
+    view.type = tag(tags, "TYPE");
+    view.label = tag(tags, "LABEL");
+    for (const Device* device : plain) view.devices.push_back(device->kernel.node);
+    if (plain.size() == 1) {
+      view.present = 1;
+      view.complete = true;
+    } else {
+      Conflict conflict;
+      conflict.nodes = view.devices;
+      std::sort(conflict.nodes.begin(), conflict.nodes.end());
+      view.conflicts.push_back(std::move(conflict));
+    }
+    return view;
+  }
+
+  std::stable_sort(members.begin(), members.end(),
+                   [](const Member& a, const Member& b) { return a.btrfs->devid < b.btrfs->devid; });
+  // The newest superblock speaks for the filesystem; on a tie the larger
+  // num_devices wins, so the map waits rather than mounts too early.
+  const Member* newest = &members.front();
+  for (const Member& member : members) {
+    const probe::BtrfsMember& m = *member.btrfs;
+    const probe::BtrfsMember& n = *newest->btrfs;
+    if (m.generation > n.generation || (m.generation == n.generation && m.num_devices > n.num_devices))
+      newest = &member;
+  }
+  view.uuid = newest->btrfs->fsid;
+  view.type = newest->device->identity.report.superblocks.front().type;
+  view.label = newest->btrfs->label;
+  view.expected = newest->btrfs->num_devices;
+
+  std::vector<std::size_t> group = conflict_groups(members);
+  std::vector<bool> in_conflict(members.size(), false);
+  for (std::size_t g = 0; g < members.size(); ++g) {
+    Conflict conflict;
+    std::set<std::string> subs_seen;
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      if (group[i] != g) continue;
+      const probe::BtrfsMember& m = *members[i].btrfs;
+      conflict.nodes.push_back(members[i].device->kernel.node);
+      if (std::find(conflict.devids.begin(), conflict.devids.end(), m.devid) == conflict.devids.end())
+        conflict.devids.push_back(m.devid);
+      if (subs_seen.insert(fold_uuid(m.dev_uuid)).second) conflict.uuid_subs.push_back(m.dev_uuid);
+    }
+    if (conflict.nodes.size() < 2) continue;
+    for (std::size_t i = 0; i < members.size(); ++i)
+      if (group[i] == g) in_conflict[i] = true;
+    std::sort(conflict.nodes.begin(), conflict.nodes.end());
+    std::sort(conflict.devids.begin(), conflict.devids.end());
+    std::sort(conflict.uuid_subs.begin(), conflict.uuid_subs.end());
+    view.conflicts.push_back(std::move(conflict));
+  }
+  if (!plain.empty()) {
+    Conflict conflict;  // non-btrfs devices claiming a btrfs fsid
+    for (const Device* device : plain) conflict.nodes.push_back(device->kernel.node);
+    std::sort(conflict.nodes.begin(), conflict.nodes.end());
+    view.conflicts.push_back(std::move(conflict));
+  }
+
+  std::uint64_t highest_devid = 0;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const std::string& node = members[i].device->kernel.node;
+    view.devices.push_back(node);
+    highest_devid = std::max(highest_devid, members[i].btrfs->devid);
+    if (in_conflict[i]) continue;
+    ++view.present;
+    if (!view.mount_data.empty()) view.mount_data += ',';
+    view.mount_data += "device=" + node;
+  }
+  for (const Device* device : plain) view.devices.push_back(device->kernel.node);
+
+  if (view.expected <= max_listed_devids && highest_devid <= view.expected) {
+    for (std::uint64_t devid = 1; devid <= view.expected; ++devid) {
+      bool claimed = std::any_of(members.begin(), members.end(),
+                                 [&](const Member& m) { return m.btrfs->devid == devid; });
+      if (!claimed) view.missing_devids.push_back(devid);
+    }
+  }
+  view.complete = view.conflicts.empty() && view.expected >= 1 && view.present == view.expected;
+  return view;
+}
+
+void DeviceMap::report_filesystems(std::vector<Change>& out) {
+  std::map<std::string, std::string> now;
+  for (const auto& [folded, names] : index_[key_uuid]) {
+    FilesystemView v = view(names);
+    if (v.complete) now.emplace(folded, v.uuid);
+  }
+  for (const auto& [folded, uuid] : complete_)
+    if (!now.contains(folded)) out.emplace_back(FilesystemIncomplete{uuid});
+  for (const auto& [folded, uuid] : now)
+    if (!complete_.contains(folded)) out.emplace_back(FilesystemComplete{uuid});
+  complete_ = std::move(now);
+}
+
+// ---- Queries ----
+
+const Device* DeviceMap::find(std::string_view name) const {
+  auto it = devices_.find(name);
+  return it == devices_.end() ? nullptr : &it->second.device;
+}
+
+std::vector<const Device*> DeviceMap::all() const {
+  std::vector<const Device*> out;
+  for (const auto& [name, entry] : devices_) out.push_back(&entry.device);
+  return out;
+}
+
+std::optional<std::uint64_t> DeviceMap::pending_probe(std::string_view name) const {
+  auto it = devices_.find(name);
+  return it == devices_.end() ? std::nullopt : it->second.pending;
+}
+
+const std::set<std::string>* DeviceMap::lookup(Key key, std::string_view value) const {
+  auto it = index_[key].find(value);
+  return it == index_[key].end() ? nullptr : &it->second;
+}
+
+std::optional<FilesystemView> DeviceMap::filesystem(std::string_view uuid) const {
+  const std::set<std::string>* names = lookup(key_uuid, fold_uuid(uuid));
+  if (!names) return std::nullopt;
+  return view(*names);
+}
+
+std::vector<FilesystemView> DeviceMap::filesystems() const {
+  std::vector<FilesystemView> out;
+  for (const auto& [folded, names] : index_[key_uuid]) out.push_back(view(names));
+  return out;
+}
+
+Resolution DeviceMap::resolve(const Spec& spec) const {
+  std::set<std::string> names;
+  auto add = [&](Key key) {
+    std::string value = folds_case(spec.kind) ? fold_uuid(spec.value) : spec.value;
+    if (const std::set<std::string>* found = lookup(key, value)) names.insert(found->begin(), found->end());
+  };
+  switch (spec.kind) {
+    case SpecKind::uuid: add(key_uuid); break;
+    case SpecKind::uuid_sub: add(key_uuid_sub); break;
+    case SpecKind::label: add(key_label); break;
+    case SpecKind::partuuid: add(key_partuuid); break;
+    case SpecKind::partlabel: add(key_partlabel); break;
+    case SpecKind::bare_uuid:
+      add(key_uuid);
+      add(key_partuuid);
+      break;
+    case SpecKind::path:
+      for (const auto& [name, entry] : devices_)
+        if (entry.device.kernel.node == spec.value) names.insert(name);
+      break;
+  }
+
+  Resolution resolution;
+  for (const std::string& name : names) resolution.devices.push_back(&devices_.find(name)->second.device);
+  if (resolution.devices.size() < 2) return resolution;
+
+  // Several devices are one answer only when they are the distinct members
+  // of one btrfs filesystem.
+  const probe::BtrfsMember* first = btrfs_member(*resolution.devices.front());
+  std::set<std::uint64_t> devids;
+  std::set<std::string> subs;
+  for (const Device* device : resolution.devices) {
+    const probe::BtrfsMember* member = btrfs_member(*device);
+    if (!member || fold_uuid(member->fsid) != fold_uuid(first->fsid) || !devids.insert(member->devid).second ||
+        !subs.insert(fold_uuid(member->dev_uuid)).second) {
+      resolution.ambiguous = true;
+      return resolution;
+    }
+  }
+  std::stable_sort(resolution.devices.begin(), resolution.devices.end(), [](const Device* a, const Device* b) {
+    return btrfs_member(*a)->devid < btrfs_member(*b)->devid;
+  });
+  return resolution;
+}
+
+}  // namespace diskgate::devices
