@@ -1,0 +1,231 @@
+#include "udev/block_devices.h"
+
+#include <libudev.h>
+#include <poll.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <system_error>
+#include <utility>
+
+namespace diskgate::udev {
+namespace {
+
+std::string errno_text(int err) {
+  return std::generic_category().message(err < 0 ? -err : err);
+}
+
+struct UdevUnref {
+  void operator()(::udev* u) const { udev_unref(u); }
+  void operator()(udev_monitor* m) const { udev_monitor_unref(m); }
+  void operator()(udev_enumerate* e) const { udev_enumerate_unref(e); }
+  void operator()(udev_device* d) const { udev_device_unref(d); }
+};
+template <typename T>
+using Ref = std::unique_ptr<T, UdevUnref>;
+
+std::string str(const char* s) {
+  return s ? std::string(s) : std::string();
+}
+
+// The last path component, with the kernel's '!' for '/' undone as udev
+// does for sysname ("cciss!c0d0" -> "cciss/c0d0").
+std::string kernel_name(std::string_view path) {
+  auto slash = path.rfind('/');
+  std::string name(slash == std::string_view::npos ? path : path.substr(slash + 1));
+  for (char& c : name)
+    if (c == '!') c = '/';
+  return name;
+}
+
+std::string_view dirname(std::string_view path) {
+  auto slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
+}
+
+// A sysfs attribute holding one unsigned decimal; nullopt when unreadable
+// (the device went away) or not a number.
+std::optional<std::uint64_t> read_sysfs_number(const std::string& path) {
+  std::ifstream in(path);
+  std::uint64_t value = 0;
+  if (!(in >> value)) return std::nullopt;
+  return value;
+}
+
+// What the device itself says (uevent properties, whichever source); sysfs
+// only when the device still exists.
+devices::KernelDevice kernel_device(udev_device* dev, bool sysfs_present) {
+  devices::KernelDevice out;
+  out.syspath = str(udev_device_get_syspath(dev));
+  const char* sysname = udev_device_get_sysname(dev);
+  out.name = sysname ? std::string(sysname) : kernel_name(out.syspath);
+  const char* node = udev_device_get_devnode(dev);
+  out.node = node ? std::string(node) : "/dev/" + out.name;
+  dev_t devnum = udev_device_get_devnum(dev);
+  out.major = major(devnum);
+  out.minor = minor(devnum);
+  // A partition's directory sits inside its disk's in sysfs, so DEVPATH
+  // names the parent even after removal.
+  bool partition = str(udev_device_get_devtype(dev)) == "partition";
+  std::string disk_dir = partition ? std::string(dirname(out.syspath)) : out.syspath;
+  if (partition) out.parent = kernel_name(disk_dir);
+  if (sysfs_present) {
+    // The size attribute counts 512-byte sectors whatever the logical block size.
+    out.size_bytes = read_sysfs_number(out.syspath + "/size").value_or(0) * 512;
+    out.removable = read_sysfs_number(disk_dir + "/removable").value_or(0) != 0;
+  }
+  return out;
+}
+
+Action parse_action(std::string_view action) {
+  if (action == "add") return Action::add;
+  if (action == "change") return Action::change;
+  if (action == "remove") return Action::remove;
+  return Action::other;
+}
+
+bool readable_now(int fd) {
+  pollfd pfd{fd, POLLIN, 0};
+  for (;;) {
+    int r = poll(&pfd, 1, 0);
+    if (r < 0 && errno == EINTR) continue;
+    return r > 0;
+  }
+}
+
+}  // namespace
+
+std::optional<SourceMode> parse_source_mode(std::string_view text) {
+  if (text == "auto") return SourceMode::automatic;
+  if (text == "udev") return SourceMode::udev;
+  if (text == "kernel") return SourceMode::kernel;
+  return std::nullopt;
+}
+
+std::string_view to_string(UeventSource source) {
+  return source == UeventSource::udev ? "udev" : "kernel";
+}
+
+UeventSource choose_source(SourceMode mode, bool udevd_control_exists) {
+  switch (mode) {
+    case SourceMode::udev:
+      return UeventSource::udev;
+    case SourceMode::kernel:
+      return UeventSource::kernel;
+    case SourceMode::automatic:
+      break;
+  }
+  return udevd_control_exists ? UeventSource::udev : UeventSource::kernel;
+}
+
+UeventSource choose_source(SourceMode mode, const std::string& udevd_control) {
+  // access(2), not stat: a dangling entry is as good as absent, and any
+  // error (EACCES included) means we cannot rely on udevd.
+  return choose_source(mode, access(udevd_control.c_str(), F_OK) == 0);
+}
+
+struct BlockDevices::Impl {
+  UeventSource source;
+  Ref<::udev> context;  // ::udev: our namespace shadows the C struct
+  Ref<udev_monitor> monitor;
+  int fd = -1;
+
+  [[noreturn]] void fail(const std::string& what, int err) const {
+    throw UdevError("udev monitor for source " + std::string(to_string(source)) + ": " + what +
+                    ": " + errno_text(err));
+  }
+};
+
+BlockDevices::BlockDevices(UeventSource source, int receive_buffer_bytes) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.source = source;
+  errno = 0;
+  m.context.reset(udev_new());
+  if (!m.context) m.fail("cannot create libudev context", errno ? errno : ENOMEM);
+  errno = 0;
+  m.monitor.reset(udev_monitor_new_from_netlink(m.context.get(), source == UeventSource::udev ? "udev" : "kernel"));
+  if (!m.monitor) m.fail("cannot open netlink socket", errno ? errno : ENOMEM);
+  if (int r = udev_monitor_filter_add_match_subsystem_devtype(m.monitor.get(), "block", nullptr); r < 0)
+    m.fail("cannot add subsystem filter", r);
+  if (receive_buffer_bytes > 0)
+    if (int r = udev_monitor_set_receive_buffer_size(m.monitor.get(), receive_buffer_bytes); r < 0)
+      m.fail("cannot set receive buffer to " + std::to_string(receive_buffer_bytes) + " bytes", r);
+  if (int r = udev_monitor_enable_receiving(m.monitor.get()); r < 0) m.fail("cannot enable receiving", r);
+  m.fd = udev_monitor_get_fd(m.monitor.get());
+  if (m.fd < 0) m.fail("no socket", m.fd);
+}
+
+BlockDevices::~BlockDevices() = default;
+BlockDevices::BlockDevices(BlockDevices&&) noexcept = default;
+BlockDevices& BlockDevices::operator=(BlockDevices&&) noexcept = default;
+
+UeventSource BlockDevices::source() const {
+  return impl_->source;
+}
+
+int BlockDevices::fd() const {
+  return impl_->fd;
+}
+
+std::vector<devices::KernelDevice> BlockDevices::enumerate() const {
+  const Impl& m = *impl_;
+  auto fail = [&](const std::string& what, int err) -> void {
+    throw UdevError("udev enumeration of block devices: " + what + ": " + errno_text(err));
+  };
+  errno = 0;
+  Ref<udev_enumerate> scan(udev_enumerate_new(m.context.get()));
+  if (!scan) fail("cannot create enumerator", errno ? errno : ENOMEM);
+  if (int r = udev_enumerate_add_match_subsystem(scan.get(), "block"); r < 0) fail("cannot add subsystem match", r);
+  if (int r = udev_enumerate_scan_devices(scan.get()); r < 0) fail("cannot scan /sys", r);
+
+  std::vector<devices::KernelDevice> out;
+  udev_list_entry* entry = nullptr;
+  udev_list_entry_foreach(entry, udev_enumerate_get_list_entry(scan.get())) {
+    Ref<udev_device> dev(udev_device_new_from_syspath(m.context.get(), udev_list_entry_get_name(entry)));
+    if (!dev) continue;  // removed since the scan
+    out.push_back(kernel_device(dev.get(), true));
+  }
+  return out;
+}
+
+Received BlockDevices::receive() {
+  Impl& m = *impl_;
+  Received out;
+  // libudev hands back NULL (errno EAGAIN) both for an empty socket and for
+  // a message it refused (unicast, wrong sender), so after NULL ask poll()
+  // whether more is queued. A socket that stays readable while every read
+  // fails is broken; give up on it after a bound rather than spin.
+  constexpr int max_consecutive_failures = 1024;
+  int failures = 0;
+  for (;;) {
+    errno = 0;
+    Ref<udev_device> dev(udev_monitor_receive_device(m.monitor.get()));
+    if (!dev) {
+      int err = errno;
+      if (err == ENOBUFS) {
+        out.overflowed = true;  // the kernel dropped messages; the socket goes on
+        continue;
+      }
+      if (!readable_now(m.fd)) break;
+      if (++failures > max_consecutive_failures) m.fail("cannot receive", err ? err : EIO);
+      continue;
+    }
+    failures = 0;
+    // Kernel messages carry no libudev header, so the socket filter lets
+    // every subsystem through: check again here.
+    if (str(udev_device_get_subsystem(dev.get())) != "block") continue;
+    Uevent event;
+    event.action_name = str(udev_device_get_action(dev.get()));
+    event.action = parse_action(event.action_name);
+    event.device = kernel_device(dev.get(), event.action != Action::remove);
+    event.media_change = str(udev_device_get_property_value(dev.get(), "DISK_MEDIA_CHANGE")) == "1";
+    event.seqnum = udev_device_get_seqnum(dev.get());
+    out.events.push_back(std::move(event));
+  }
+  return out;
+}
+
+}  // namespace diskgate::udev

@@ -1,0 +1,93 @@
+// Which block devices exist and when they come, go or change: libudev
+// enumeration plus a netlink uevent monitor. This is the only place that
+// talks to libudev; the header keeps <libudev.h> out of every includer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "devices/device.h"
+
+namespace diskgate::udev {
+
+// Something the OS refused; the message names what failed and why.
+class UdevError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Where uevents come from: udevd's rebroadcast after its rules ran, or the
+// kernel directly (no udevd, e.g. gokrazy; udevd's group then stays silent).
+enum class UeventSource { udev, kernel };
+// The configured choice; `automatic` follows whether udevd is running.
+enum class SourceMode { automatic, udev, kernel };
+
+// "auto" | "udev" | "kernel"; nullopt for anything else.
+std::optional<SourceMode> parse_source_mode(std::string_view text);
+std::string_view to_string(UeventSource source);
+
+// Pure: an explicit mode wins; `automatic` takes udev when udevd's control
+// socket exists, kernel otherwise.
+UeventSource choose_source(SourceMode mode, bool udevd_control_exists);
+// The same, looking whether `udevd_control` (normally /run/udev/control) exists.
+UeventSource choose_source(SourceMode mode, const std::string& udevd_control);
+
+enum class Action { add, change, remove, other };
+
+struct Uevent {
+  Action action = Action::other;
+  std::string action_name;  // ACTION as sent: "add", "move", "offline", ...
+  // On remove, sysfs is gone: only name, node, syspath, major:minor and
+  // parent (from DEVPATH) are filled; size_bytes is 0, removable false.
+  devices::KernelDevice device;
+  // DISK_MEDIA_CHANGE=1: the medium changed (card reader, optical). Whether
+  // a plain change event changed the size is for the caller to compare.
+  bool media_change = false;
+  std::uint64_t seqnum = 0;
+};
+
+struct Received {
+  std::vector<Uevent> events;  // in arrival order
+  // The socket buffer overflowed (ENOBUFS): events were lost and the caller
+  // must re-enumerate and diff.
+  bool overflowed = false;
+};
+
+class BlockDevices {
+ public:
+  // Creates the libudev context and a monitor for `source`, filtered to
+  // subsystem "block", and enables receiving at once, so that nothing
+  // happening between construction and enumerate() is missed.
+  // receive_buffer_bytes > 0 sets the socket's receive buffer (needs
+  // CAP_NET_ADMIN beyond the system limit); 0 keeps the default.
+  explicit BlockDevices(UeventSource source, int receive_buffer_bytes = 0);
+  ~BlockDevices();
+  BlockDevices(BlockDevices&&) noexcept;
+  BlockDevices& operator=(BlockDevices&&) noexcept;
+  BlockDevices(const BlockDevices&) = delete;
+  BlockDevices& operator=(const BlockDevices&) = delete;
+
+  UeventSource source() const;
+  // Readable when uevents are pending; poll it, then call receive().
+  int fd() const;
+
+  // Every block device now present: disks and partitions, loop devices
+  // included (detached ones have size 0). Devices vanishing mid-scan are
+  // left out.
+  std::vector<devices::KernelDevice> enumerate() const;
+
+  // Drains every pending uevent without blocking. Messages for other
+  // subsystems and malformed ones are dropped.
+  Received receive();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace diskgate::udev
