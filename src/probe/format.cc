@@ -64,6 +64,10 @@ bool whitelisted(char c, std::string_view extra) {
          extra.find(c) != std::string_view::npos;
 }
 
+// Buffer sizes of blkid's udev output, which cut long values.
+constexpr std::size_t udev_encode_buffer = 265;
+constexpr std::size_t udev_safe_buffer = 256;
+
 bool is_space(char c) { return std::string_view(" \t\n\v\f\r").find(c) != std::string_view::npos; }
 
 // blkid -o udev: how each tag becomes udev properties.
@@ -128,8 +132,10 @@ std::string safe_print(std::string_view value, std::string_view escape) {
       c -= 128;
     }
     if (c < 32 || c == 0x7F) {
+      // ^X notation is never escaped, even when X is a backslash (0x1C).
       out += '^';
-      c ^= 0x40;
+      out += static_cast<char>(c ^ 0x40);
+      continue;
     }
     if (escape.find(static_cast<char>(c)) != std::string_view::npos) out += '\\';
     out += static_cast<char>(c);
@@ -145,19 +151,23 @@ std::string encode_string(std::string_view value) {
     if (length > 1) {
       out.append(value.substr(i, length));
       i += length;
-      continue;
+    } else {
+      char c = value[i++];
+      if (c == '\\' || !whitelisted(c, ""))
+        out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+      else
+        out += c;
     }
-    char c = value[i++];
-    if (c == '\\' || !whitelisted(c, ""))
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    else
-      out += c;
+    // blkid encodes into a 265-byte buffer and stops once it is nearly full.
+    if (out.size() + 3 >= udev_encode_buffer) break;
   }
   return out;
 }
 
 std::string safe_string(std::string_view value) {
   value = value.substr(0, value.find('\0'));
+  // blkid's buffer holds 255 bytes; a longer value gives an empty string.
+  if (value.size() >= udev_safe_buffer) return {};
   // Trim, then turn each run of white space into one '_'.
   while (!value.empty() && is_space(value.back())) value.remove_suffix(1);
   while (!value.empty() && is_space(value.front())) value.remove_prefix(1);
@@ -170,17 +180,13 @@ std::string safe_string(std::string_view value) {
       squeezed += value[i++];
     }
   }
-  // Then replace what udev does not allow, keeping \x escapes and UTF-8.
+  // Then bytes that are not ASCII and not part of valid UTF-8 become '_'.
   for (std::size_t i = 0; i < squeezed.size();) {
-    if (whitelisted(squeezed[i], "/ $%?,")) {
-      ++i;
-    } else if (squeezed[i] == '\\' && i + 1 < squeezed.size() && squeezed[i + 1] == 'x') {
-      i += 2;
-    } else if (std::size_t length = valid_utf8_length(std::string_view(squeezed).substr(i)); length > 1) {
+    std::size_t length = valid_utf8_length(std::string_view(squeezed).substr(i));
+    if (length >= 1) {
       i += length;
     } else {
-      squeezed[i] = is_space(squeezed[i]) ? ' ' : '_';
-      ++i;
+      squeezed[i++] = '_';
     }
   }
   return squeezed;

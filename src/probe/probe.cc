@@ -50,10 +50,20 @@ Report probe_source(Source& source, const Debug& debug) {
   return report;
 }
 
+namespace {
+bool is_extended(const PartitionEntry& entry) {
+  return entry.type == "0x5" || entry.type == "0xf" || entry.type == "0x85";
+}
+}  // namespace
+
 std::optional<PartitionEntry> find_entry(const PartitionTable& table, std::uint64_t start,
                                          std::uint64_t size) {
-  for (const PartitionEntry& entry : table.entries)
-    if (entry.start == start && entry.size == size) return entry;
+  for (const PartitionEntry& entry : table.entries) {
+    if (entry.start != start) continue;
+    // Linux shows an extended partition as 1 KiB (2 sectors), whatever its
+    // size in the table; blkid accepts any size up to 1024 sectors there.
+    if (entry.size == size || (is_extended(entry) && size <= 1024)) return entry;
+  }
   return std::nullopt;
 }
 

@@ -3,6 +3,8 @@
 #include <libudev.h>
 #include <poll.h>
 #include <sys/sysmacros.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -121,10 +123,24 @@ UeventSource choose_source(SourceMode mode, bool udevd_control_exists) {
   return udevd_control_exists ? UeventSource::udev : UeventSource::kernel;
 }
 
+namespace {
+bool udevd_listens(const std::string& control) {
+  sockaddr_un address{};
+  if (control.size() >= sizeof address.sun_path) return false;
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, control.c_str(), control.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool listening = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  ::close(fd);
+  return listening;
+}
+}  // namespace
+
 UeventSource choose_source(SourceMode mode, const std::string& udevd_control) {
-  // access(2), not stat: a dangling entry is as good as absent, and any
-  // error (EACCES included) means we cannot rely on udevd.
-  return choose_source(mode, access(udevd_control.c_str(), F_OK) == 0);
+  // udevd never removes its control socket, so its presence proves nothing:
+  // only a socket that accepts a connection means udevd is running.
+  return choose_source(mode, udevd_listens(udevd_control));
 }
 
 struct BlockDevices::Impl {
@@ -194,13 +210,13 @@ std::vector<devices::KernelDevice> BlockDevices::enumerate() const {
 Received BlockDevices::receive() {
   Impl& m = *impl_;
   Received out;
-  // libudev hands back NULL (errno EAGAIN) both for an empty socket and for
-  // a message it refused (unicast, wrong sender), so after NULL ask poll()
-  // whether more is queued. A socket that stays readable while every read
-  // fails is broken; give up on it after a bound rather than spin.
-  constexpr int max_consecutive_failures = 1024;
-  int failures = 0;
-  for (;;) {
+  // libudev hands back NULL both for an empty socket (EAGAIN) and for a
+  // message it refused (unicast from a stranger, malformed: EAGAIN, EINVAL,
+  // ...), so after NULL ask poll() whether more is queued. Anyone may send
+  // us junk, so refusals are never fatal; instead each call reads a bounded
+  // number of messages and leaves the rest for the next readable fd.
+  constexpr int max_messages_per_call = 4096;
+  for (int i = 0; i < max_messages_per_call; ++i) {
     errno = 0;
     Ref<udev_device> dev(udev_monitor_receive_device(m.monitor.get()));
     if (!dev) {
@@ -209,11 +225,10 @@ Received BlockDevices::receive() {
         out.overflowed = true;  // the kernel dropped messages; the socket goes on
         continue;
       }
+      if (err == EBADF || err == ENOTSOCK || err == EFAULT) m.fail("cannot receive", err);
       if (!readable_now(m.fd)) break;
-      if (++failures > max_consecutive_failures) m.fail("cannot receive", err ? err : EIO);
       continue;
     }
-    failures = 0;
     // Kernel messages carry no libudev header, so the socket filter lets
     // every subsystem through: check again here.
     if (str(udev_device_get_subsystem(dev.get())) != "block") continue;

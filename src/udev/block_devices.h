@@ -81,8 +81,11 @@ class BlockDevices {
   // left out.
   std::vector<devices::KernelDevice> enumerate() const;
 
-  // Drains every pending uevent without blocking. Messages for other
-  // subsystems and malformed ones are dropped.
+  // Drains pending uevents without blocking: all of them, up to a few
+  // thousand per call so that a flood cannot hold the caller's loop (the fd
+  // then stays readable). Messages for other subsystems, from senders
+  // other than the chosen source, and malformed ones are dropped. Throws
+  // UdevError only when the socket itself is broken.
   Received receive();
 
  private:

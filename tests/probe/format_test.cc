@@ -75,6 +75,9 @@ TEST_CASE("safe_print uses M- and ^ notation and backslash escapes") {
   CHECK(safe_print("a\"b\\c", "\"\\") == "a\\\"b\\\\c");
   CHECK(safe_print("\xc3\xa9", "") == "M-CM-)");
   CHECK(safe_print(std::string("x\x01y\x7f", 4), "") == "x^Ay^?");
+  // 0x9C is M- then ^ and 0x1C ^ 0x40 = '\\', which blkid does not escape.
+  CHECK(safe_print("\x9c", "\"\\") == "M-^\\");
+  CHECK(safe_print("\xdc", "\"\\") == "M-\\\\");
 }
 
 TEST_CASE("encode_string hex-escapes all but a whitelist and valid UTF-8") {
@@ -85,12 +88,18 @@ TEST_CASE("encode_string hex-escapes all but a whitelist and valid UTF-8") {
   CHECK(encode_string("\xc0\x80") == "\\xc0\\x80");  // overlong
 }
 
-TEST_CASE("safe_string squeezes white space into one underscore and replaces the rest") {
+TEST_CASE("safe_string squeezes white space into one underscore and replaces invalid UTF-8") {
   CHECK(safe_string("my lab") == "my_lab");
   CHECK(safe_string("  a \t b  ") == "a_b");
-  CHECK(safe_string("x/y$z%") == "x/y$z%");
-  CHECK(safe_string("a*b\"c") == "a_b_c");
+  CHECK(safe_string("A$`'&!(#)%~") == "A$`'&!(#)%~");  // blkid keeps ASCII punctuation
+  CHECK(safe_string("a\x01\x7f") == "a\x01\x7f");
   CHECK(safe_string("\xc3\xa9\xff") == "\xc3\xa9_");
+  CHECK(safe_string(std::string(256, 'a')).empty());  // too long for blkid's buffer
+}
+
+TEST_CASE("encode_string stops where blkid's 265-byte buffer is full") {
+  CHECK(encode_string(std::string(300, 'a')).size() == 262);
+  CHECK(encode_string(std::string(100, ' ')).size() == 264);
 }
 
 TEST_CASE("full format prints one line per device, with -p a bare newline when -s hides everything") {
