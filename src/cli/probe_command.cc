@@ -74,7 +74,8 @@ int run_probe(const ProbeOptions& options, std::ostream& out, std::ostream& err)
 
     probe::Tags tags = probe::report_tags(report, options.low_level);
     if (report.ambivalent()) {
-      any_ambivalent = true;
+      // Only `blkid -p` calls it ambivalent; plain blkid finds nothing.
+      any_ambivalent = any_ambivalent || options.low_level;
       err << fmt::format("diskgatectl: {}: ambivalent result (several filesystems on the device: {})\n", path,
                          types_of(report));
       if (options.low_level && options.format == OutputFormat::udev) out << udev_ambivalent(report);
