@@ -2,7 +2,7 @@
 
 #include <poll.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
 #include "dbus/service.h"
 #include "udev/block_devices.h"
 #include "udev/node_watcher.h"

@@ -12,7 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/daemon.h"
-#include "daemon/log.h"
+#include "common/log.h"
 #include "dbus/object_path.h"
 #include "udev/block_devices.h"
 #include "udev/node_watcher.h"
@@ -20,8 +20,8 @@
 namespace {
 
 using namespace diskgate;
-using daemon::Level;
-using daemon::log;
+using diskgate::Level;
+using diskgate::log;
 
 constexpr int usage_error = 2;
 
@@ -132,8 +132,8 @@ int main(int argc, char** argv) {
     return usage_error;
   }
   Level level = Level::info;
-  daemon::parse_level(options.log_level, level);
-  daemon::set_log_level(level);
+  parse_level(options.log_level, level);
+  set_log_level(level);
   try {
     return run(options);
   } catch (const sdbus::Error& e) {
