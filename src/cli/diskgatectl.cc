@@ -1,8 +1,10 @@
-// diskgatectl: the command-line client. `probe` works without the daemon.
+// diskgatectl: the command-line client. `probe` works without the daemon;
+// the other commands ask diskgated over D-Bus.
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <map>
 
+#include "cli/bus_commands.h"
 #include "cli/probe_command.h"
 
 namespace {
@@ -10,6 +12,7 @@ namespace {
 using diskgate::probe::OutputFormat;
 
 constexpr int usage_error = 4;  // blkid's exit status for bad usage
+static_assert(usage_error == diskgate::cli::exit_usage);
 
 void add_probe_command(CLI::App& app, diskgate::cli::ProbeOptions& options, int& status) {
   CLI::App* probe = app.add_subcommand("probe", "Identify filesystems and partition tables, as blkid does");
@@ -23,10 +26,69 @@ void add_probe_command(CLI::App& app, diskgate::cli::ProbeOptions& options, int&
           "-o,--output", [&options, formats](const std::string& name) { options.format = formats.at(name); },
           "Output format: full, export, value, udev or json")
       ->check(CLI::IsMember({"full", "export", "value", "udev", "json"}));
-  probe->add_option("-s,--match-tag", options.tags, "Show only this tag (repeatable)");
+  probe->add_option("-s,--match-tag", options.tags, "Show only this tag (repeatable)")
+      ->allow_extra_args(false);  // -s takes one tag; what follows is a path
   probe->add_flag("--debug", options.debug, "Say why each prober rejected the device");
   probe->add_option("path", options.paths, "Block devices or image files")->required();
   probe->callback([&] { status = diskgate::cli::run_probe(options, std::cout, std::cerr); });
+}
+
+struct BusCommandOptions {
+  diskgate::cli::BusOptions bus;
+  std::string spec;  // resolve, resolve-all
+  std::string uuid;  // fs
+  diskgate::cli::WaitOptions wait;
+};
+
+void add_bus_commands(CLI::App& app, BusCommandOptions& options, int& status) {
+  using namespace diskgate::cli;
+  app.add_option("--bus", options.bus.bus, "Bus of diskgated: system, session or a D-Bus address (unix:path=...)")
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            return valid_bus_choice(value) ? std::string{} : "expected system, session or a D-Bus address";
+          },
+          ""))
+      ->type_name("system|session|ADDRESS")
+      ->capture_default_str();
+  auto json_flag = [&options](CLI::App* command) {
+    command->add_flag("--json", options.bus.json, "Print JSON instead of text");
+  };
+
+  CLI::App* list = app.add_subcommand("list", "List every device diskgated knows, sorted by name");
+  json_flag(list);
+  list->callback([&] { status = run_list(options.bus, std::cout, std::cerr); });
+
+  CLI::App* resolve = app.add_subcommand("resolve", "Print the one device node SPEC names (UUID=, LABEL=, ...)");
+  json_flag(resolve);
+  resolve->add_option("spec", options.spec, "UUID=, UUID_SUB=, LABEL=, PARTUUID=, PARTLABEL=, a UUID or a path")
+      ->required();
+  resolve->callback([&] { status = run_resolve(options.bus, options.spec, std::cout, std::cerr); });
+
+  CLI::App* resolve_all = app.add_subcommand("resolve-all", "Print every device node SPEC names, one per line");
+  json_flag(resolve_all);
+  resolve_all->add_option("spec", options.spec, "UUID=, UUID_SUB=, LABEL=, PARTUUID=, PARTLABEL=, a UUID or a path")
+      ->required();
+  resolve_all->callback([&] { status = run_resolve_all(options.bus, options.spec, std::cout, std::cerr); });
+
+  CLI::App* fs = app.add_subcommand("fs", "Show the filesystem with this UUID: its devices and whether it is complete");
+  json_flag(fs);
+  fs->add_option("uuid", options.uuid, "Filesystem UUID")->required();
+  fs->callback([&] { status = run_fs(options.bus, options.uuid, std::cout, std::cerr); });
+
+  CLI::App* wait = app.add_subcommand("wait", "Wait until SPEC names a device, then print its node");
+  json_flag(wait);
+  wait->add_option("spec", options.wait.spec, "UUID=, UUID_SUB=, LABEL=, PARTUUID=, PARTLABEL=, a UUID or a path")
+      ->required();
+  wait->add_flag("--complete", options.wait.complete,
+                 "Wait until the filesystem has all its devices, then print them");
+  wait->add_option("--timeout", options.wait.timeout, "Give up after SEC seconds (exit 1); default: never")
+      ->type_name("SEC")
+      ->check(CLI::NonNegativeNumber);
+  wait->callback([&] { status = run_wait(options.bus, options.wait, std::cout, std::cerr); });
+
+  CLI::App* monitor = app.add_subcommand("monitor", "Print diskgated's events as they happen, until interrupted");
+  json_flag(monitor);
+  monitor->callback([&] { status = run_monitor(options.bus, std::cout, std::cerr); });
 }
 
 }  // namespace
@@ -34,9 +96,12 @@ void add_probe_command(CLI::App& app, diskgate::cli::ProbeOptions& options, int&
 int main(int argc, char** argv) {
   CLI::App app{"diskgatectl: identify disks and control diskgated"};
   app.require_subcommand(1);
+  app.fallthrough();  // --bus may also follow the subcommand (set before adding them: they inherit it)
   int status = 0;
   diskgate::cli::ProbeOptions probe_options;
   add_probe_command(app, probe_options, status);
+  BusCommandOptions bus_options;
+  add_bus_commands(app, bus_options, status);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

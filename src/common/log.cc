@@ -1,4 +1,4 @@
-#include "daemon/log.h"
+#include "common/log.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string>
 
-namespace diskgate::daemon {
+namespace diskgate {
 
 namespace {
 Level threshold = Level::info;
@@ -44,4 +44,4 @@ void log_line(Level level, std::string_view text) {
   (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
-}  // namespace diskgate::daemon
+}  // namespace diskgate

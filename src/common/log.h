@@ -6,7 +6,7 @@
 
 #include <string_view>
 
-namespace diskgate::daemon {
+namespace diskgate {
 
 enum class Level { error = 3, warning = 4, notice = 5, info = 6, debug = 7 };
 
@@ -20,4 +20,4 @@ void log(Level level, fmt::format_string<Args...> format, Args&&... args) {
   log_line(level, fmt::format(format, std::forward<Args>(args)...));
 }
 
-}  // namespace diskgate::daemon
+}  // namespace diskgate
