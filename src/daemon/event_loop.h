@@ -7,18 +7,28 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <poll.h>
 #include <optional>
+
+#include "gate/loop.h"
 
 namespace diskgate::daemon {
 
-class EventLoop {
+class EventLoop final : public gate::Loop {
  public:
-  using Clock = std::chrono::steady_clock;
-  using TimerId = std::uint64_t;
+  // gate::Loop
+  TimerId after(Clock::duration delay, std::function<void()> callback) override {
+    return add_timer(delay, std::move(callback));
+  }
+  void cancel(TimerId id) override { cancel_timer(id); }
+  Clock::time_point now() const override { return Clock::now(); }
+  void watch_readable(int fd, std::function<void()> callback) override {
+    watch(fd, POLLIN, [callback = std::move(callback)](short) { callback(); });
+  }
 
   // Calls `on_ready(revents)` whenever `fd` has any of `events`.
   void watch(int fd, short events, std::function<void(short)> on_ready);
-  void unwatch(int fd);
+  void unwatch(int fd) override;
   // A source whose fd, events and deadline change between polls (sd-bus):
   // `prepare` is asked before every poll, `dispatch` runs after it.
   struct Dynamic {

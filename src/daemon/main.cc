@@ -1,18 +1,20 @@
-// diskgated: keeps a live map of block devices and serves it on D-Bus.
+// diskgated: keeps a live map of block devices, serves it on D-Bus, and with
+// --source gates a program (rest-server) on the filesystem it names.
+#include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
-#include <optional>
 
-#include <poll.h>
 #include <sdbus-c++/sdbus-c++.h>
 #include <systemd/sd-daemon.h>
 
-#include "daemon/daemon.h"
 #include "common/log.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "dbus/gate_object.h"
 #include "dbus/object_path.h"
 #include "udev/block_devices.h"
 #include "udev/node_watcher.h"
@@ -20,17 +22,8 @@
 namespace {
 
 using namespace diskgate;
-using diskgate::Level;
-using diskgate::log;
 
 constexpr int usage_error = 2;
-
-struct Options {
-  std::string uevents = "auto";
-  std::string bus = "system";
-  bool no_bus = false;
-  std::string log_level = "info";
-};
 
 std::unique_ptr<sdbus::IConnection> connect_bus(const std::string& bus) {
   if (bus == "system") return sdbus::createSystemBusConnection(dbus::bus_name);
@@ -40,8 +33,19 @@ std::unique_ptr<sdbus::IConnection> connect_bus(const std::string& bus) {
   return connection;
 }
 
+// sd-bus gives an absolute CLOCK_MONOTONIC deadline in microseconds.
+std::optional<daemon::EventLoop::Clock::time_point> bus_deadline(uint64_t timeout_usec) {
+  if (timeout_usec == UINT64_MAX) return std::nullopt;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  auto now_usec = static_cast<uint64_t>(now.tv_sec) * 1'000'000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
+  auto left = timeout_usec > now_usec ? timeout_usec - now_usec : 0;
+  return daemon::EventLoop::Clock::now() + std::chrono::microseconds(left);
+}
+
 // SIGTERM/SIGINT end the loop cleanly, SIGHUP rescans: all through a signalfd
-// so that handlers run on the loop, not in signal context.
+// so that handlers run on the loop, not in signal context. The program the
+// gate starts gets a clean signal mask (os::SystemPlatform::spawn).
 int open_signalfd() {
   sigset_t set;
   sigemptyset(&set);
@@ -52,11 +56,29 @@ int open_signalfd() {
   return fd;
 }
 
-int run(const Options& options) {
-  auto mode = udev::parse_source_mode(options.uevents);
+std::string status_line(const gate::Status& status, const gate::Config& config) {
+  std::string line = fmt::format("{}: {} on {}", gate::to_string(status.state), config.source_text, config.target);
+  if (status.program_pid) line += fmt::format(" ({} pid {})", config.argv.front(), status.program_pid);
+  if (!status.last_error.empty()) line += ": " + status.last_error;
+  return line;
+}
+
+int run(daemon::DaemonConfig& config) {
+  if (config.gate) {
+    std::string& program = config.gate->argv.front();
+    const char* path = std::getenv("PATH");
+    auto found = daemon::find_program(program, path ? path : "",
+                                      [](const std::string& file) { return ::access(file.c_str(), X_OK) == 0; });
+    if (!found) {
+      log(Level::error, "{}: not found in PATH, /usr/local/bin or /user; name it with --exec", program);
+      return 1;
+    }
+    program = *found;
+  }
+  auto mode = udev::parse_source_mode(config.uevents);
   udev::UeventSource source = udev::choose_source(*mode, "/run/udev/control");
   log(Level::info, "starting: uevents from {}, {}", udev::to_string(source),
-      options.no_bus ? "no D-Bus" : "D-Bus " + options.bus);
+      config.no_bus ? "no D-Bus" : "D-Bus " + config.bus);
 
   daemon::EventLoop loop;
   int signal_fd = open_signalfd();
@@ -65,49 +87,62 @@ int run(const Options& options) {
   std::unique_ptr<udev::NodeWatcher> watcher;
   if (source == udev::UeventSource::kernel) watcher = std::make_unique<udev::NodeWatcher>();
   daemon::ProbeWorker worker(daemon::identify_device);
-  // Declared before the monitor, so that the bus objects go first.
+  // Declared before what publishes on it, so that the bus objects go first.
   std::unique_ptr<sdbus::IConnection> connection;
   daemon::DeviceMonitor monitor(loop, block_devices, watcher.get(), worker);
+  os::SystemPlatform platform;
+  std::unique_ptr<gate::Gate> gate;
+  std::unique_ptr<dbus::GateObject> gate_object;
+  if (config.gate) gate = std::make_unique<gate::Gate>(*config.gate, platform, loop);
 
-  if (!options.no_bus) {
-    connection = connect_bus(options.bus);
+  if (!config.no_bus) {
+    connection = connect_bus(config.bus);
     monitor.attach_bus(*connection);
+    if (gate) gate_object = std::make_unique<dbus::GateObject>(*connection, *gate);
     loop.watch_dynamic(
         [&connection] {
           auto poll_data = connection->getEventLoopPollData();
-          daemon::EventLoop::Dynamic dynamic{poll_data.fd, poll_data.events, std::nullopt};
-          if (poll_data.timeout_usec != UINT64_MAX) {
-            timespec now{};
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            auto now_usec = static_cast<uint64_t>(now.tv_sec) * 1'000'000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
-            auto left = poll_data.timeout_usec > now_usec ? poll_data.timeout_usec - now_usec : 0;
-            dynamic.deadline = daemon::EventLoop::Clock::now() + std::chrono::microseconds(left);
-          }
-          return dynamic;
+          return daemon::EventLoop::Dynamic{poll_data.fd, poll_data.events, bus_deadline(poll_data.timeout_usec)};
         },
         [&connection] {
           while (connection->processPendingRequest()) {
           }
         });
   }
+  if (gate) {
+    gate->on_status([&](const gate::Status& status) {
+      if (gate_object) gate_object->changed(status);
+      sd_notifyf(0, "STATUS=%s", status_line(status, gate->config()).c_str());
+    });
+    gate->on_finished([&loop](int code) { loop.stop(code); });
+    monitor.on_changes([&](const std::vector<devices::Change>&) { gate->update(monitor.map()); });
+  }
 
+  bool stopping = false;
   loop.watch(signal_fd, POLLIN, [&](short) {
     signalfd_siginfo info{};
     while (::read(signal_fd, &info, sizeof info) == sizeof info) {
       if (info.ssi_signo == SIGHUP) {
-        monitor.rescan();
-      } else {
+        monitor.rescan();  // never forwarded: rest-server --no-auth dies of it
+      } else if (!stopping) {
+        stopping = true;
         log(Level::info, "signal {} received: exiting", info.ssi_signo);
-        loop.stop(0);
+        sd_notify(0, "STOPPING=1");
+        if (gate)
+          gate->shutdown([&loop] { loop.stop(0); });
+        else
+          loop.stop(0);
       }
     }
   });
 
   monitor.start();
-  sd_notifyf(0, "READY=1\nSTATUS=watching %zu block devices", monitor.map().all().size());
+  if (gate) gate->update(monitor.map());
+  sd_notifyf(0, "READY=1\nSTATUS=%s",
+             gate ? status_line(gate->status(), gate->config()).c_str()
+                  : fmt::format("watching {} block devices", monitor.map().all().size()).c_str());
   log(Level::info, "ready: {} block devices", monitor.map().all().size());
   int status = loop.run();
-  sd_notify(0, "STOPPING=1");
   ::close(signal_fd);
   return status;
 }
@@ -115,29 +150,27 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"diskgated: live block device map and gate for rest-server"};
-  Options options;
-  app.add_option("--uevents", options.uevents, "Where hotplug events come from: auto, udev or kernel")
-      ->check(CLI::IsMember({"auto", "udev", "kernel"}));
-  app.add_option("--bus", options.bus, "D-Bus to serve on: system, session or an address (unix:path=...)");
-  app.add_flag("--no-bus", options.no_bus, "Serve no D-Bus (appliances without one)");
-  app.add_option("--log-level", options.log_level, "error, warning, notice, info or debug")
-      ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::cerr << "diskgated: " << e.what() << "\n";
+  auto parsed = daemon::parse_config(std::vector<std::string>(argv + 1, argv + argc),
+                                     [](const std::string& name) -> std::optional<std::string> {
+                                       const char* value = std::getenv(name.c_str());
+                                       return value ? std::optional<std::string>(value) : std::nullopt;
+                                     });
+  if (auto* error = std::get_if<daemon::ConfigError>(&parsed)) {
+    std::cerr << "diskgated: " << error->message << "\n";
     return usage_error;
   }
+  auto& config = std::get<daemon::DaemonConfig>(parsed);
+  if (config.help) {
+    std::cout << config.help_text;
+    return 0;
+  }
   Level level = Level::info;
-  parse_level(options.log_level, level);
+  parse_level(config.log_level, level);
   set_log_level(level);
   try {
-    return run(options);
+    return run(config);
   } catch (const sdbus::Error& e) {
-    log(Level::error, "D-Bus ({}): {}", options.bus, e.getMessage());
+    log(Level::error, "D-Bus ({}): {}", config.bus, e.getMessage());
   } catch (const std::exception& e) {
     log(Level::error, "{}", e.what());
   }

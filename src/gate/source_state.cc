@@ -1,0 +1,84 @@
+#include "gate/source_state.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace diskgate::gate {
+
+namespace {
+std::string tag_of(const devices::Device& device, std::string_view name) {
+  for (const probe::Tag& tag : device.identity.tags)
+    if (tag.name == name) return tag.value;
+  return {};
+}
+
+std::string nodes_text(const std::vector<const devices::Device*>& devices) {
+  std::string text;
+  for (const devices::Device* d : devices) text += (text.empty() ? "" : ", ") + d->kernel.node;
+  return text;
+}
+}  // namespace
+
+SourceState evaluate_source(const devices::DeviceMap& map, const devices::Spec& spec) {
+  SourceState state;
+  devices::Resolution resolution = map.resolve(spec);
+  if (resolution.devices.empty()) {
+    // A device path may name a device that is known but not identified yet.
+    if (spec.kind == devices::SpecKind::path) {
+      for (const devices::Device* device : map.all())
+        if (device->kernel.node == spec.value && device->identity.state == devices::Identity::State::unprobed) {
+          state.kind = SourceState::Kind::unprobed;
+          state.detail = fmt::format("{} is being probed", spec.value);
+          return state;
+        }
+    }
+    state.detail = fmt::format("no device matches {}", devices::to_string(spec));
+    return state;
+  }
+  if (resolution.ambiguous) {
+    state.kind = SourceState::Kind::ambiguous;
+    state.detail = fmt::format("{} matches several devices ({}); name one by UUID_SUB= or PARTUUID=",
+                               devices::to_string(spec), nodes_text(resolution.devices));
+    return state;
+  }
+  const devices::Device& first = *resolution.devices.front();
+  state.fs_uuid = tag_of(first, "UUID");
+  state.fstype = tag_of(first, "TYPE");
+  state.label = tag_of(first, "LABEL");
+  if (state.fstype.empty()) {
+    state.kind = SourceState::Kind::absent;
+    state.detail = fmt::format("{} ({}) holds no filesystem diskgate knows", devices::to_string(spec),
+                               first.kernel.node);
+    return state;
+  }
+  auto view = state.fs_uuid.empty() ? std::nullopt : map.filesystem(state.fs_uuid);
+  if (!view) {
+    // A filesystem without UUID (rare): the one device is all there is.
+    state.kind = SourceState::Kind::ready;
+    state.device = first.kernel.node;
+    state.members = {first.kernel.node};
+    state.present = state.expected = 1;
+    return state;
+  }
+  state.present = view->present;
+  state.expected = view->expected;
+  state.members = view->devices;
+  state.missing_devids = view->missing_devids;
+  state.member_data = view->mount_data;
+  state.device = view->devices.empty() ? first.kernel.node : view->devices.front();
+  if (!view->conflicts.empty()) {
+    state.kind = SourceState::Kind::ambiguous;
+    state.detail = fmt::format("filesystem {} has members in conflict (a copied disk?): {}", state.fs_uuid,
+                               fmt::join(view->conflicts.front().nodes, ", "));
+  } else if (!view->complete) {
+    state.kind = SourceState::Kind::incomplete;
+    state.detail = fmt::format("filesystem {} has {} of {} members", state.fs_uuid, view->present, view->expected);
+    if (!view->missing_devids.empty())
+      state.detail += fmt::format(" (missing devid {})", fmt::join(view->missing_devids, ", "));
+  } else {
+    state.kind = SourceState::Kind::ready;
+  }
+  return state;
+}
+
+}  // namespace diskgate::gate
