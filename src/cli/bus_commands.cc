@@ -153,6 +153,7 @@ class Session {
   }
 
   sdbus::IProxy& manager() { return *manager_; }
+  sdbus::IConnection& connection() { return *connection_; }
 
   // Turns an error reply into the line the user sees and an exit status.
   Failure failure(const sdbus::Error& e, const Subject& subject) const {
@@ -553,6 +554,76 @@ int run_monitor(const BusOptions& options, std::ostream& out, std::ostream& err)
     do {
       session.dispatch();
     } while (!session.sleep(std::nullopt, signals->fd()));
+    return exit_ok;
+  });
+}
+
+namespace {
+constexpr const char* gate_path = "/org/diskgate1/gate";
+constexpr const char* gate_interface = "org.diskgate1.Gate";
+
+// A daemon started without --source has no gate object.
+Subject gate_subject() { return {"diskgated runs without a gate (start it with --source)", {}}; }
+
+int gate_failure(Session& session, const sdbus::Error& e, std::ostream& err) {
+  const std::string& name = e.getName();
+  if (name == "org.freedesktop.DBus.Error.UnknownObject" || name == "org.freedesktop.DBus.Error.UnknownInterface" ||
+      name == "org.freedesktop.DBus.Error.UnknownMethod") {
+    err << "diskgatectl: " << gate_subject().not_found << std::endl;
+    return exit_failure;
+  }
+  Failure f = session.failure(e, gate_subject());
+  err << "diskgatectl: " << f.message << std::endl;
+  return f.status;
+}
+
+std::string or_dash(std::string text) { return text.empty() ? "-" : printable(text); }
+}  // namespace
+
+int run_status(const BusOptions& options, std::ostream& out, std::ostream& err) {
+  return guarded(options, err, gate_subject(), [&](Session& session) {
+    Dict properties;
+    try {
+      auto proxy = sdbus::createProxy(session.connection(), service_name, gate_path);
+      proxy->callMethod("GetAll")
+          .onInterface("org.freedesktop.DBus.Properties")
+          .withArguments(std::string(gate_interface))
+          .storeResultsTo(properties);
+    } catch (const sdbus::Error& e) {
+      return gate_failure(session, e, err);
+    }
+    if (options.json) {
+      out << dump(to_json(properties)) << std::endl;
+      return exit_ok;
+    }
+    auto number = [&](const char* key) { return field<std::uint64_t>(properties, key); };
+    auto pid = field<std::uint32_t>(properties, "ProgramPid");
+    std::string device = text(properties, "Device");
+    if (!device.empty() && !text(properties, "FsType").empty()) device += " (" + text(properties, "FsType") + ")";
+    out << fmt::format("State:       {}{}\n", text(properties, "State"),
+                       field<bool>(properties, "Degraded") ? " (DEGRADED: members missing)" : "")
+        << fmt::format("Source:      {}\n", or_dash(text(properties, "Source")))
+        << fmt::format("Target:      {}\n", or_dash(text(properties, "Target")))
+        << fmt::format("Device:      {}\n", or_dash(device))
+        << fmt::format("Members:     {} of {}\n", number("MembersPresent"), number("MembersExpected"))
+        << fmt::format("Mount data:  {}\n", or_dash(text(properties, "MountData")))
+        << fmt::format("Program:     {}\n", pid ? fmt::format("running, pid {}", pid) : "not running")
+        << fmt::format("Restarts:    {}\n", field<std::uint32_t>(properties, "Restarts"))
+        << fmt::format("Last exit:   {}\n", or_dash(text(properties, "LastExitStatus")))
+        << fmt::format("Last error:  {}\n", or_dash(text(properties, "LastError")));
+    out.flush();
+    return exit_ok;
+  });
+}
+
+int run_gate_method(const BusOptions& options, const std::string& method, std::ostream& err) {
+  return guarded(options, err, gate_subject(), [&](Session& session) {
+    try {
+      auto proxy = sdbus::createProxy(session.connection(), service_name, gate_path);
+      proxy->callMethod(method).onInterface(gate_interface);
+    } catch (const sdbus::Error& e) {
+      return gate_failure(session, e, err);
+    }
     return exit_ok;
   });
 }

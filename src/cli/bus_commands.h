@@ -1,5 +1,6 @@
 // The diskgatectl commands that talk to diskgated over D-Bus (org.diskgate1):
-// list, resolve, resolve-all, fs, wait and monitor.
+// list, resolve, resolve-all, fs, wait and monitor; status and the gate's
+// start, stop, restart and reload-program.
 #pragma once
 
 #include <iosfwd>
@@ -45,5 +46,10 @@ int run_fs(const BusOptions& options, const std::string& uuid, std::ostream& out
 int run_wait(const BusOptions& options, const WaitOptions& wait, std::ostream& out, std::ostream& err);
 // Prints each signal of the daemon as one line until SIGINT or SIGTERM.
 int run_monitor(const BusOptions& options, std::ostream& out, std::ostream& err);
+
+// The gate's status (org.diskgate1.Gate on /org/diskgate1/gate).
+int run_status(const BusOptions& options, std::ostream& out, std::ostream& err);
+// Calls a method of the gate without arguments: Start, Stop, Restart, ReloadProgram.
+int run_gate_method(const BusOptions& options, const std::string& method, std::ostream& err);
 
 }  // namespace diskgate::cli

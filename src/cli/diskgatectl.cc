@@ -75,6 +75,18 @@ void add_bus_commands(CLI::App& app, BusCommandOptions& options, int& status) {
   fs->add_option("uuid", options.uuid, "Filesystem UUID")->required();
   fs->callback([&] { status = run_fs(options.bus, options.uuid, std::cout, std::cerr); });
 
+  CLI::App* status_command = app.add_subcommand("status", "Show the gate: state, mount, program, last error");
+  json_flag(status_command);
+  status_command->callback([&] { status = run_status(options.bus, std::cout, std::cerr); });
+  for (auto [name, method, help] : {std::tuple{"start", "Start", "Let the gate mount and run again after stop"},
+                                    std::tuple{"stop", "Stop", "Stop the program, unmount, and hold until start"},
+                                    std::tuple{"restart", "Restart", "Stop and start the program; the mount stays"},
+                                    std::tuple{"reload-program", "ReloadProgram",
+                                               "Send SIGHUP to the program (never sent otherwise)"}}) {
+    CLI::App* command = app.add_subcommand(name, help);
+    command->callback([&, method = std::string(method)] { status = run_gate_method(options.bus, method, std::cerr); });
+  }
+
   CLI::App* wait = app.add_subcommand("wait", "Wait until SPEC names a device, then print its node");
   json_flag(wait);
   wait->add_option("spec", options.wait.spec, "UUID=, UUID_SUB=, LABEL=, PARTUUID=, PARTLABEL=, a UUID or a path")
