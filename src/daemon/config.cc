@@ -75,6 +75,7 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
     return ConfigError{e.what()};
   }
 
+  config.bus_given = app.count("--bus") > 0;
   if (source.empty()) {
     if (!target.empty() || !exec.empty() || has_dashdash)
       return ConfigError{"--target, --exec and a program after -- need --source (or MNT_SOURCE)"};

@@ -15,6 +15,9 @@ namespace diskgate::daemon {
 struct DaemonConfig {
   std::string uevents = "auto";  // auto, udev, kernel
   std::string bus = "system";    // system, session or a D-Bus address
+  // Without --bus, a missing system bus is not fatal (gokrazy has none): the
+  // daemon runs without D-Bus and says so.
+  bool bus_given = false;
   bool no_bus = false;
   std::string log_level = "info";
   std::optional<gate::Config> gate;  // set when --source (or MNT_SOURCE) is given

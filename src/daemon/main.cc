@@ -96,7 +96,14 @@ int run(daemon::DaemonConfig& config) {
   if (config.gate) gate = std::make_unique<gate::Gate>(*config.gate, platform, loop);
 
   if (!config.no_bus) {
-    connection = connect_bus(config.bus);
+    try {
+      connection = connect_bus(config.bus);
+    } catch (const sdbus::Error& e) {
+      if (config.bus_given) throw;
+      log(Level::warning, "no system bus ({}): running without D-Bus", e.getMessage());
+    }
+  }
+  if (connection) {
     monitor.attach_bus(*connection);
     if (gate) gate_object = std::make_unique<dbus::GateObject>(*connection, *gate);
     loop.watch_dynamic(

@@ -1,9 +1,13 @@
 #include "daemon/probe_worker.h"
 
+#include <fcntl.h>
+#include <linux/btrfs.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <system_error>
@@ -68,6 +72,20 @@ std::size_t ProbeWorker::in_flight() const {
   return shared_->running;
 }
 
+namespace {
+// Tells the kernel of a btrfs member (BTRFS_IOC_SCAN_DEV), as udev's btrfs
+// builtin does, so that a later mount finds every member. Best effort: the
+// gate's device= mount option names the members anyway.
+void register_btrfs_member(const std::string& node) {
+  int control = ::open("/dev/btrfs-control", O_RDWR | O_CLOEXEC);
+  if (control < 0) return;
+  btrfs_ioctl_vol_args args{};
+  std::snprintf(args.name, sizeof args.name, "%s", node.c_str());
+  (void)::ioctl(control, BTRFS_IOC_SCAN_DEV, &args);
+  ::close(control);
+}
+}  // namespace
+
 devices::Identity identify_device(const devices::KernelDevice& device) {
   devices::Identity identity;
   if (device.size_bytes == 0) {
@@ -82,6 +100,8 @@ devices::Identity identify_device(const devices::KernelDevice& device) {
                          ? devices::Identity::State::identified
                          : devices::Identity::State::unidentified;
     if (identity.report.ambivalent()) identity.error = "ambivalent: several filesystems on the device";
+    if (identity.report.superblocks.size() == 1 && identity.report.superblocks.front().btrfs)
+      register_btrfs_member(device.node);
   } catch (const probe::IoError& e) {
     identity.state = devices::Identity::State::unreadable;
     identity.error = std::strerror(e.error_number);

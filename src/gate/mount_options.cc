@@ -17,10 +17,11 @@ struct FlagWord {
   unsigned long set;
 };
 
-// Later words override earlier ones. The atime words are one choice
-// (noatime/relatime/strictatime exclude each other, as "noatime,strictatime"
-// would otherwise leave the kernel to pick); atime and norelatime only drop
-// their opposite, as in libmount. "defaults" changes nothing, as in libmount:
+// Later words override earlier ones. The atime words are one choice:
+// noatime/relatime/strictatime exclude each other. (mount(8) sets both bits
+// and the kernel picks: "noatime,relatime" gives noatime there, here relatime;
+// "noatime,strictatime" gives strictatime in both.) atime and norelatime only
+// drop their opposite, as in libmount. "defaults" changes nothing, as in libmount:
 // the defaults are the zero flags, and "ro,defaults" stays read-only there too.
 constexpr std::array<FlagWord, 26> flag_words{{
     {"ro", 0, MS_RDONLY},

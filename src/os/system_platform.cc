@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -140,7 +141,14 @@ void SystemPlatform::unmount(const std::string& target, bool lazy) {
 }
 
 std::vector<MountEntry> SystemPlatform::mounts_at(const std::string& target) {
-  const std::string wanted = normalize(target);
+  // The kernel lists the resolved path (mount(2) follows symlinks), so
+  // resolve it too; a path that does not resolve has nothing mounted on it
+  // anyway, and is compared as written.
+  std::string wanted = normalize(target);
+  if (char* resolved = ::realpath(target.c_str(), nullptr)) {
+    wanted = resolved;
+    std::free(resolved);
+  }
   std::vector<MountEntry> found;
   for (auto& entry : parse_mountinfo(read_file("/proc/self/mountinfo")))
     if (entry.target == wanted) found.push_back(std::move(entry));
