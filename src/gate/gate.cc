@@ -134,9 +134,16 @@ void Gate::evaluate() {
     return;
   }
   if (!locked_) {
-    std::string note = platform_.lock_directory(config_.target);
+    try {
+      std::string note = platform_.lock_directory(config_.target);
+      if (!note.empty()) log(Level::notice, "gate: {}: {}", config_.target, note);
+    } catch (const os::OsError& e) {
+      // Never mount or run anything on a target we could not secure.
+      set_error(e.what());
+      set_state(State::failed);
+      return;
+    }
     locked_ = true;
-    if (!note.empty()) log(Level::notice, "gate: {}: {}", config_.target, note);
   }
 
   switch (source.kind) {
@@ -270,6 +277,7 @@ void Gate::on_child_exit() {
     return;
   }
   set_state(State::mounted);
+  if (loop_.now() - started_at_ >= healthy_run) backoff_ = std::chrono::seconds(1);
   schedule_restart();
 }
 
@@ -282,7 +290,6 @@ void Gate::finish(int code) {
 }
 
 void Gate::schedule_restart() {
-  if (loop_.now() - started_at_ >= healthy_run) backoff_ = std::chrono::seconds(1);
   auto delay = backoff_;
   backoff_ = std::min<Loop::Clock::duration>(backoff_ * 2, max_backoff);
   log(Level::info, "gate: restarting {} in {} ms", config_.argv.front(),
@@ -300,6 +307,10 @@ void Gate::stop_program(std::function<void()> next) {
   }
   if (!child_) {
     next();
+    return;
+  }
+  if (stop_requested_) {  // already stopping: keep its kill timer, change what follows
+    after_child_exit_ = std::move(next);
     return;
   }
   set_state(State::stopping);
@@ -416,6 +427,7 @@ void Gate::restart_program() {
     stop_program([this] {
       set_state(State::mounted);
       backoff_ = std::chrono::seconds(1);
+      evaluate();  // a member may have gone while the program stopped
       start_program();
     });
   } else if (status_.state == State::mounted) {

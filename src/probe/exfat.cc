@@ -78,25 +78,49 @@ std::string boot_sector_problem(Bytes sb) {
   return "";
 }
 
+// The size of piece number `index` (from 0) of a cluster at `at`, with
+// `left` bytes of the cluster still to scan. The first piece ends at a 4 KiB
+// boundary, the block FileSource reads anyway (the label entry is nearly
+// always first, and a big cluster would cost up to 32 MiB); later pieces are
+// 4, 8, 16 ... up to 64 KiB. A cluster of at most 4 KiB is read whole, one
+// call as before.
+std::uint64_t next_piece(std::uint64_t at, unsigned index, std::uint64_t left) {
+  constexpr std::uint64_t kBlock = 4096, kMaxPiece = 64 * 1024;
+  std::uint64_t piece;
+  if (index == 0)
+    piece = left <= kBlock ? left : kBlock - at % kBlock;
+  else
+    piece = std::min(kMaxPiece, kBlock << std::min(index - 1, 4u));
+  return std::min(piece, left);
+}
+
 // The label entry's text, or nullopt when the root directory has none.
-// Reads one span per cluster; the FAT only when the chain goes on.
+// Reads each cluster piece by piece up to the label or the end mark; the
+// FAT only when the chain goes on.
 std::optional<std::string> find_label(Source& source, const Geometry& g) {
   std::uint32_t cluster = g.root_cluster;
   std::uint64_t budget = kMaxDirectoryBytes;
   for (unsigned walked = 0; walked < kMaxClusters && budget > 0; ++walked) {
-    std::size_t want = static_cast<std::size_t>(std::min(g.cluster_size(), budget));
+    std::uint64_t want = std::min(g.cluster_size(), budget);
     budget -= want;
-    Bytes dir = source.read(g.cluster_offset(cluster), want);
-    for (std::size_t at = 0; at + kEntrySize <= dir.size(); at += kEntrySize) {
-      std::uint8_t type = u8(dir, at);
-      if (type == kEndOfDirectory) return std::nullopt;
-      if (type == kLabelEntry) {
-        std::size_t units = std::min<std::size_t>(u8(dir, at + 1), kMaxLabelUnits);
-        return utf16le_to_utf8(slice(dir, at + 2, 2 * kMaxLabelUnits), units);
+    const std::uint64_t base = g.cluster_offset(cluster);
+    std::uint64_t done = 0;
+    for (unsigned index = 0; done < want; ++index) {
+      const std::uint64_t piece = next_piece(base + done, index, want - done);
+      Bytes dir = source.read(base + done, static_cast<std::size_t>(piece));
+      for (std::size_t at = 0; at + kEntrySize <= dir.size(); at += kEntrySize) {
+        std::uint8_t type = u8(dir, at);
+        if (type == kEndOfDirectory) return std::nullopt;
+        if (type == kLabelEntry) {
+          std::size_t units = std::min<std::size_t>(u8(dir, at + 1), kMaxLabelUnits);
+          return utf16le_to_utf8(slice(dir, at + 2, 2 * kMaxLabelUnits), units);
+        }
       }
+      if (dir.size() < piece) return std::nullopt;  // the device ends inside this cluster
+      done += piece;
     }
-    // The device ends inside this cluster, or the scan was cut short.
-    if (dir.size() < want || want < g.cluster_size()) return std::nullopt;
+    // The scan was cut short inside this cluster.
+    if (want < g.cluster_size()) return std::nullopt;
     Bytes next = source.read(g.fat_entry_offset(cluster), 4);
     if (next.size() < 4) return std::nullopt;
     cluster = le32(next, 0);

@@ -31,22 +31,26 @@ class Source {
   virtual Bytes read(std::uint64_t offset, std::size_t length) = 0;
 };
 
-// An in-memory device; counts the reads it served, as tests want to know.
+// An in-memory device; counts the reads it served and the bytes it handed
+// out, as tests want to know.
 class MemorySource : public Source {
  public:
   explicit MemorySource(std::vector<std::byte> bytes) : bytes_(std::move(bytes)) {}
   std::uint64_t size() const override { return bytes_.size(); }
   Bytes read(std::uint64_t offset, std::size_t length) override;
   int reads() const { return reads_; }
+  std::uint64_t bytes_read() const { return bytes_read_; }
 
  private:
   std::vector<std::byte> bytes_;
   int reads_ = 0;
+  std::uint64_t bytes_read_ = 0;
 };
 
 // Reads a block device or image file with pread, caching what it read so that
 // probers asking for overlapping ranges cost one system call. Each read is
-// widened to whole 4 KiB blocks (8 KiB at the head of the device).
+// widened to whole 4 KiB blocks (8 KiB at the head of the device), and only
+// the blocks not cached yet are read from the device.
 class FileSource : public Source {
  public:
   // Opens `path` read-only. Throws IoError naming the path on failure.

@@ -54,26 +54,41 @@ struct DirScan {
   bool ended = false;  // met the end-of-directory entry (name[0] == 0)
 };
 
+// The size of directory piece number `index` (from 0) at `at`, with `left`
+// bytes still to scan. The first piece ends at a 4 KiB boundary, the block
+// FileSource reads anyway, since the label or the end mark is nearly always
+// among the first entries; later pieces are 4, 8, 16 ... up to 64 KiB so
+// that a long directory costs few calls. A directory of at most 4 KiB is
+// read whole, as one call.
+std::uint64_t next_piece(std::uint64_t at, unsigned index, std::uint64_t left) {
+  constexpr std::uint64_t block = 4096, max_piece = 64 * 1024;
+  std::uint64_t piece;
+  if (index == 0)
+    piece = left <= block ? left : block - at % block;
+  else
+    piece = std::min(max_piece, block << std::min(index - 1, 4u));
+  return std::min(piece, left);
+}
+
 // Looks for the volume label among `entries` directory entries at `offset`,
-// skipping deleted, LFN and cluster-owning entries as blkid does.
+// skipping deleted, LFN and cluster-owning entries as blkid does. Reads
+// piece by piece and stops at the label or the end-of-directory entry.
 DirScan scan_directory(Source& source, std::uint64_t offset, std::uint64_t entries) {
   DirScan scan;
   const std::uint64_t size = source.size();
   const bool tiny = size <= tiny_device;
   // On larger devices blkid reads the directory in one piece and gives up on
-  // it when that read does not fit the device.
+  // it when that read does not fit the device: check that instead of reading.
   if (!tiny && (entries == 0 || offset > size || entries > (size - offset) / dir_entry_size)) return scan;
 
-  // Read in bounded pieces: the label is nearly always among the first
-  // entries, and a hostile entry count must not drive one huge read.
-  constexpr std::uint64_t piece_entries = 16384 / dir_entry_size;
+  const std::uint64_t total = entries * dir_entry_size;  // entries < 2^32: no overflow
   std::uint64_t done = 0;
-  while (done < entries) {
-    std::uint64_t want = std::min(piece_entries, entries - done);
-    Bytes piece = source.read(offset + done * dir_entry_size, want * dir_entry_size);
-    std::uint64_t got = piece.size() / dir_entry_size;
+  for (unsigned index = 0; done < total; ++index) {
+    const std::uint64_t piece = next_piece(offset + done, index, total - done);
+    Bytes bytes = source.read(offset + done, static_cast<std::size_t>(piece));
+    std::uint64_t got = bytes.size() / dir_entry_size;
     for (std::uint64_t i = 0; i < got; ++i) {
-      Bytes entry = slice(piece, i * dir_entry_size, dir_entry_size);
+      Bytes entry = slice(bytes, i * dir_entry_size, dir_entry_size);
       std::uint8_t first = u8(entry, 0);
       std::uint8_t attr = u8(entry, 11);
       if (first == 0x00) {
@@ -89,8 +104,8 @@ DirScan scan_directory(Source& source, std::uint64_t offset, std::uint64_t entri
         return scan;
       }
     }
-    if (got < want) return scan;  // the device ends here (tiny devices only)
-    done += want;
+    if (bytes.size() < piece) return scan;  // the device ends here (tiny devices only)
+    done += piece;
   }
   return scan;
 }

@@ -10,6 +10,7 @@
 
 #include <random>
 
+#include "probe/temp_image.h"
 #include "probe/test_support.h"
 
 namespace diskgate::probe {
@@ -111,6 +112,113 @@ TEST_CASE("exfat: reads the boot region once and the root directory once") {
   MemorySource big(load_fixture("exfat-4k"));
   REQUIRE(probe_exfat(big, {}));
   CHECK(big.reads() == 3);
+}
+
+namespace {
+
+// exfat-nolabel turned into a volume of 128 KiB clusters (shift 8) whose
+// root directory is cluster 2, at byte 16384 (ClusterHeapOffset 32): the
+// whole cluster is zeroed (end of directory at once), then the first
+// `filler` entries are made allocation-bitmap entries (0x81), which are
+// neither a label nor the end.
+constexpr std::size_t kBigRoot = 32 * 512;
+constexpr std::size_t kBigCluster = 128 * 1024;
+Image big_cluster(std::size_t filler) {
+  Image image = load_fixture("exfat-nolabel");
+  put_u8(image, 109, 8);
+  put_le32(image, 96, 2);
+  resign(image);
+  for (std::size_t i = 0; i < kBigCluster; ++i) put_u8(image, kBigRoot + i, 0);
+  for (std::size_t i = 0; i < filler; ++i) put_u8(image, kBigRoot + i * 32, 0x81);
+  return image;
+}
+
+}  // namespace
+
+TEST_CASE("exfat: a big root cluster is read only up to the block holding the label") {
+  Image image = big_cluster(0);
+  put_label_entry(image, kBigRoot, u"big", 3);
+  MemorySource source(std::move(image));
+  auto sb = probe_exfat(source, {});
+  REQUIRE(sb);
+  CHECK(tag(sb->tags, "LABEL") == "big");  // blkid reads entry by entry: LABEL=big
+  CHECK(source.reads() == 2);
+  CHECK(source.bytes_read() == 6144 + 4096);  // not the whole 128 KiB cluster
+}
+
+TEST_CASE("exfat: a label far into a big root cluster is found piece by piece") {
+  // Pieces of the cluster: 4, 4, 8, 16, 32 and 64 KiB.
+  struct Case {
+    std::size_t at;  // byte offset of the label entry in the cluster
+    int reads;
+    std::uint64_t bytes;
+  };
+  for (Case c : {Case{4096 - 32, 2, 4096}, Case{4096, 3, 8192}, Case{8192, 4, 16384},
+                 Case{100 * 1024, 7, kBigCluster}, Case{kBigCluster - 32, 7, kBigCluster}}) {
+    INFO("label at byte " << c.at);
+    Image image = big_cluster(c.at / 32);
+    put_label_entry(image, kBigRoot + c.at, u"far", 3);
+    MemorySource source(std::move(image));
+    auto sb = probe_exfat(source, {});
+    REQUIRE(sb);
+    CHECK(tag(sb->tags, "LABEL") == "far");
+    CHECK(source.reads() == c.reads);
+    CHECK(source.bytes_read() == 6144 + c.bytes);
+  }
+}
+
+TEST_CASE("exfat: the end of directory stops the reading of a big cluster") {
+  Image image = big_cluster(8192 / 32 + 10);  // the end mark is entry 266
+  put_label_entry(image, kBigRoot + 40000, u"after end", 9);
+  MemorySource source(std::move(image));
+  auto sb = probe_exfat(source, {});
+  REQUIRE(sb);
+  CHECK(tag(sb->tags, "LABEL") == "<absent>");  // blkid stops at the end mark too
+  CHECK(source.reads() == 4);  // boot, then 4, 4 and 8 KiB of the cluster
+  CHECK(source.bytes_read() == 6144 + 16384);
+}
+
+TEST_CASE("exfat: a device ending inside a big root cluster") {
+  // blkid reads entry by entry: a label before the end counts, one after it
+  // does not, and a partial entry is no entry.
+  Image image = big_cluster(2000);
+  put_label_entry(image, kBigRoot + 2000 * 32, u"edge", 4);
+  const std::size_t end = kBigRoot + 2000 * 32 + 32;
+  for (std::size_t cut : {end, end + 1000}) {
+    INFO("device of " << cut << " bytes");
+    auto sb = probe(Image(image.begin(), image.begin() + static_cast<std::ptrdiff_t>(cut)));
+    REQUIRE(sb);
+    CHECK(tag(sb->tags, "LABEL") == "edge");
+  }
+  auto sb = probe(Image(image.begin(), image.begin() + static_cast<std::ptrdiff_t>(end - 1)));
+  REQUIRE(sb);
+  CHECK(tag(sb->tags, "LABEL") == "<absent>");
+}
+
+TEST_CASE("exfat: through FileSource a volume on a 1 GiB device costs 3 reads at most") {
+  // All probers, as diskgatectl runs them: the head (8 KiB), the root
+  // directory's first block and btrfs' 64 KiB.
+  Image big = big_cluster(0);
+  put_label_entry(big, kBigRoot, u"big", 3);
+  struct Case {
+    const char* what;
+    Image image;
+    const char* label;  // blkid's LABEL
+  };
+  Case cases[] = {{"exfat-unicode", load_fixture("exfat-unicode"), "\xC3\x9C" "n\xC3\xAF" "code lbl"},
+                  {"exfat-nolabel", load_fixture("exfat-nolabel"), "<absent>"},
+                  {"128 KiB clusters", big, "big"}};
+  for (const Case& c : cases) {
+    INFO(c.what);
+    testing::TempImage file(c.image, testing::kOneGiB);
+    FileSource source(file.path());
+    Report report = probe_source(source, {});
+    REQUIRE(report.superblocks.size() == 1);
+    CHECK(report.superblocks[0].type == "exfat");
+    CHECK(tag(report.superblocks[0].tags, "LABEL") == c.label);
+    CHECK(source.read_calls() <= 3);
+    CHECK(source.bytes_read() <= 16384);
+  }
 }
 
 TEST_CASE("exfat: boot checksum mismatch is rejected") {

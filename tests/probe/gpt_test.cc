@@ -8,6 +8,7 @@
 #include <random>
 
 #include "probe/checksums.h"
+#include "probe/temp_image.h"
 #include "probe/test_support.h"
 
 using namespace diskgate::probe;
@@ -110,6 +111,74 @@ TEST_CASE("pt-gpt: one read for sectors 0-1 and one for the entry array") {
   Result result = probe(fixture());
   REQUIRE(result.table);
   CHECK(result.reads == 2);
+}
+
+TEST_CASE("pt-gpt: through FileSource a 1 GiB disk costs 3 reads and 24 KiB") {
+  // All probers, as diskgatectl runs them: the head (8 KiB, holding the
+  // headers and the first entries), btrfs' 64 KiB, and only the part of the
+  // 16 KiB entry array at 1 KiB that the head did not hold (8..20 KiB).
+  testing::TempImage file(fixture(), testing::kOneGiB);
+  FileSource source(file.path());
+  Report report = probe_source(source, {});
+  REQUIRE(report.table);
+  CHECK(report.table->type == "gpt");
+  CHECK(report.table->entries == fixture_entries());
+  CHECK(source.read_calls() == 3);
+  CHECK(source.bytes_read() == 8192 + 4096 + 12288);
+}
+
+// ------------------------------------------------------------ FileSource
+// Its reading rules, here because GPT's entry array is what they serve.
+
+std::string text(Bytes bytes) { return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()); }
+
+TEST_CASE("FileSource: whole blocks, 8 KiB at the head, each block read once") {
+  Image image(40000);
+  for (std::size_t i = 0; i < image.size(); ++i) image[i] = std::byte(static_cast<std::uint8_t>(i * 7 + i / 251));
+  const std::string want(reinterpret_cast<const char*>(image.data()), image.size());
+  testing::TempImage file(image);
+  FileSource source(file.path());
+  CHECK(source.size() == 40000);
+
+  CHECK(text(source.read(100, 10)) == want.substr(100, 10));
+  CHECK(source.read_calls() == 1);
+  CHECK(source.bytes_read() == 8192);
+  // Inside what was read: free.
+  CHECK(text(source.read(0, 8192)) == want.substr(0, 8192));
+  CHECK(source.read_calls() == 1);
+  // Overlapping the head: only blocks 2..4 are read, the span is whole.
+  CHECK(text(source.read(1024, 16384)) == want.substr(1024, 16384));
+  CHECK(source.read_calls() == 2);
+  CHECK(source.bytes_read() == 8192 + 12288);
+  // A block further on, then a range spanning a cached block and two gaps.
+  CHECK(text(source.read(24576 + 5, 10)) == want.substr(24576 + 5, 10));
+  CHECK(source.bytes_read() == 8192 + 12288 + 4096);
+  CHECK(text(source.read(18000, 16000)) == want.substr(18000, 16000));
+  CHECK(source.read_calls() == 5);  // 20480..24576 and 28672..36864
+  CHECK(source.bytes_read() == 8192 + 12288 + 4096 + 4096 + 8192);
+  // The device end clips the span and the block.
+  CHECK(text(source.read(39990, 100)) == want.substr(39990, 10));
+  CHECK(source.bytes_read() == 8192 + 12288 + 4096 + 4096 + 8192 + (40000 - 36864));
+  CHECK(source.read(40000, 10).empty());
+  CHECK(source.read(1 << 30, 10).empty());
+  CHECK(text(source.read(0, 40000)) == want);
+  CHECK(source.read_calls() == 6);
+  CHECK(source.bytes_read() == 40000);
+}
+
+TEST_CASE("FileSource: spans stay valid after later reads") {
+  Image image(100000);
+  for (std::size_t i = 0; i < image.size(); ++i) image[i] = std::byte(static_cast<std::uint8_t>(i % 253));
+  testing::TempImage file(image);
+  FileSource source(file.path());
+  Bytes first = source.read(50000, 100);
+  std::vector<Bytes> later;
+  for (std::uint64_t at = 0; at < 100000; at += 3000) later.push_back(source.read(at, 5000));
+  CHECK(text(first) == text(Bytes(image).subspan(50000, 100)));
+  for (std::size_t i = 0; i < later.size(); ++i) {
+    std::size_t at = i * 3000;
+    CHECK(text(later[i]) == text(Bytes(image).subspan(at, std::min<std::size_t>(5000, 100000 - at))));
+  }
 }
 
 TEST_CASE("a header CRC mismatch falls back to a good backup header") {

@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "probe/temp_image.h"
 #include "probe/test_support.h"
 
 namespace diskgate::probe {
@@ -161,11 +162,101 @@ TEST_CASE("FAT32 label in the second cluster of the root directory") {
 // -------------------------------------------------------------- reads
 
 TEST_CASE("a labelled volume costs the boot area and one root directory read") {
-  for (const char* name : {"vfat-fat16-latin1", "vfat-fat32", "vfat-fat32-nolabel"}) {
+  for (const char* name : {"vfat-fat16-latin1", "vfat-fat32", "vfat-fat32-nolabel", "vfat-fat16-nolabel"}) {
     INFO(name);
     MemorySource source(load_fixture(name));
     REQUIRE(probe_vfat(source, {}));
     CHECK(source.reads() == 2);
+    // The head, then the root directory up to the next 4 KiB boundary: the
+    // label (or the end mark) is the first entry.
+    CHECK(source.bytes_read() <= 4096 + 4096);
+  }
+}
+
+TEST_CASE("FAT16: the root directory is read only up to the 4 KiB block holding the label") {
+  // vfat-fat16-latin1: root directory of 512 entries (16 KiB) at byte 25088.
+  MemorySource source(load_fixture("vfat-fat16-latin1"));
+  REQUIRE(probe_vfat(source, {}));
+  CHECK(source.bytes_read() == 4096 + (28672 - 25088));
+}
+
+// A FAT16 root directory (vfat-fat16-nolabel: 512 entries at byte 25088)
+// whose first `skipped` entries are deleted ones, with a label after them.
+Image deep_label(std::size_t skipped) {
+  Image image = load_fixture("vfat-fat16-nolabel");
+  constexpr std::size_t root = 25088;
+  for (std::size_t i = 0; i < skipped; ++i) put_text(image, root + i * 32, std::string("\xE5OLD    TXT\x20", 12));
+  put_text(image, root + skipped * 32, std::string("DEEP LABEL \x08", 12));
+  return image;
+}
+
+TEST_CASE("FAT16: a label deep in the root directory is found piece by piece") {
+  // Pieces: 25088..28672 (entries 0-111), 28672..32768 (112-239),
+  // 32768..40960 (240-495), 40960..41472 (496-511).
+  struct Case {
+    std::size_t entry;
+    int reads;
+    std::uint64_t bytes;
+  };
+  for (Case c : {Case{0, 2, 4096 + 3584}, Case{111, 2, 4096 + 3584}, Case{112, 3, 4096 + 3584 + 4096},
+                 Case{239, 3, 4096 + 3584 + 4096}, Case{240, 4, 4096 + 3584 + 4096 + 8192},
+                 Case{300, 4, 4096 + 3584 + 4096 + 8192}, Case{511, 5, 4096 + 3584 + 4096 + 8192 + 512}}) {
+    INFO("label at entry " << c.entry);
+    MemorySource source(deep_label(c.entry));
+    auto found = probe_vfat(source, {});
+    REQUIRE(found);
+    // blkid reads all 512 entries and finds the same first label.
+    CHECK(tag(found->tags, "LABEL") == "DEEP LABEL");
+    CHECK(source.reads() == c.reads);
+    CHECK(source.bytes_read() == c.bytes);
+  }
+}
+
+TEST_CASE("FAT16: the end-of-directory entry stops the reading") {
+  Image image = deep_label(200);
+  put_u8(image, 25088 + 150 * 32, 0);  // entry 150 ends the directory
+  MemorySource source(image);
+  auto found = probe_vfat(source, {});
+  REQUIRE(found);
+  CHECK(tag(found->tags, "LABEL") == "<absent>");  // blkid: no LABEL (it stops there too)
+  CHECK(source.reads() == 3);
+  CHECK(source.bytes_read() == 4096 + 3584 + 4096);
+}
+
+TEST_CASE("a root directory that does not fit a non-tiny device is not read at all") {
+  // As in "root directory running past the device end" below: blkid's one
+  // read of the whole directory fails, so there is nothing to read for it.
+  Image disk = load_fixture("vfat-fat16-latin1");
+  put_le16(disk, 0x16, 3000);
+  put_le16(disk, 0x11, 65520);
+  put_le16(disk, 0x13, 0);
+  put_le32(disk, 0x20, 1 + 6000 + 4095 + 5000);
+  MemorySource source(disk);
+  auto found = probe_vfat(source, {});
+  REQUIRE(found);
+  CHECK(tag(found->tags, "LABEL") == "<absent>");  // blkid: no LABEL
+  CHECK(source.reads() == 1);
+}
+
+TEST_CASE("through FileSource a FAT volume on a 1 GiB device costs 3 reads at most") {
+  // All probers, as diskgatectl runs them: the head (8 KiB), the root
+  // directory's first block (when outside the head) and btrfs' 64 KiB.
+  struct Case {
+    const char* name;
+    const char* label;  // blkid's LABEL
+  };
+  for (Case c : {Case{"vfat-fat16-latin1", "CAF\xC9 \xE9T\xC9"}, Case{"vfat-fat16-nolabel", "<absent>"},
+                 Case{"vfat-fat32", "FAT32 VOL"}, Case{"vfat-fat32-nolabel", "<absent>"},
+                 Case{"vfat-fat12-4k", "4K SECTORS"}, Case{"vfat-fat12-floppy", "FLOPPY"}}) {
+    INFO(c.name);
+    testing::TempImage file(load_fixture(c.name), testing::kOneGiB);
+    FileSource source(file.path());
+    Report report = probe_source(source, {});
+    REQUIRE(report.superblocks.size() == 1);
+    CHECK(report.superblocks[0].type == "vfat");
+    CHECK(tag(report.superblocks[0].tags, "LABEL") == c.label);
+    CHECK(source.read_calls() <= 3);
+    CHECK(source.bytes_read() <= 16384);
   }
 }
 
