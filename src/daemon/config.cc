@@ -42,7 +42,8 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
   std::string options, exec, restart = "always", stop_timeout = "10", degraded_after;
 
   CLI::App app{"diskgated: live block device map, and a gate that mounts a filesystem once complete and runs "
-               "rest-server on it"};
+               "rest-server on it",
+               "diskgated"};
   app.add_option("--uevents", config.uevents, "Where hotplug events come from: auto, udev or kernel")
       ->check(CLI::IsMember({"auto", "udev", "kernel"}));
   app.add_option("--bus", config.bus, "D-Bus to serve on: system, session or an address (unix:path=...)");

@@ -116,6 +116,20 @@ std::vector<Change> DeviceMap::apply(const Event& event) {
   return out;
 }
 
+namespace {
+// What a client can see of an identity; a re-probe that finds the same is
+// no change.
+bool same_identity(const Identity& a, const Identity& b) {
+  const auto& sa = a.report.superblocks;
+  const auto& sb = b.report.superblocks;
+  auto member = [](const std::vector<probe::Superblock>& sbs) {
+    return sbs.size() == 1 ? sbs.front().btrfs : std::nullopt;
+  };
+  return a.state == b.state && a.tags == b.tags && a.error == b.error && sa.size() == sb.size() &&
+         member(sa) == member(sb);
+}
+}  // namespace
+
 void DeviceMap::reset_identity(Entry& entry) {
   if (entry.device.kernel.size_bytes == 0) {
     entry.device.identity = Identity{State::unreadable, {}, {}, "no medium"};
@@ -139,16 +153,25 @@ void DeviceMap::upsert(const KernelDevice& kernel, bool media_changed, std::vect
   }
   Entry& entry = it->second;
   const KernelDevice& old = entry.device.kernel;
-  // Another size or device number means other contents; a same-size media
-  // swap is only known from the uevent, hence the caller's flag.
-  bool reprobe = media_changed || kernel.major != old.major || kernel.minor != old.minor ||
-                 kernel.size_bytes != old.size_bytes;
-  if (!reprobe && kernel == old) return;  // a duplicate
-  if (reprobe) unindex(kernel.name, entry.device);
-  entry.device.kernel = kernel;
-  if (reprobe) reset_identity(entry);
-  out.emplace_back(DeviceChanged{kernel.name});
-  if (reprobe && entry.pending) out.emplace_back(NeedsProbe{kernel.name, *entry.pending});
+  // Another size or device number means other contents: forget the identity.
+  // A "change" uevent (media_changed) may mean new contents, or nothing
+  // (a write, udevd's watch): probe again but keep answering with the old
+  // identity meanwhile, so that a complete filesystem does not flicker.
+  bool contents_gone =
+      kernel.major != old.major || kernel.minor != old.minor || kernel.size_bytes != old.size_bytes;
+  if (!contents_gone && !media_changed && kernel == old) return;  // a duplicate
+  bool facts_changed = kernel != old;
+  if (contents_gone) {
+    unindex(kernel.name, entry.device);
+    entry.device.kernel = kernel;
+    reset_identity(entry);
+  } else {
+    entry.device.kernel = kernel;
+    // A new token: a probe already in flight may have read the old contents.
+    if (media_changed && kernel.size_bytes != 0) entry.pending = next_token_++;
+  }
+  if (facts_changed || contents_gone) out.emplace_back(DeviceChanged{kernel.name});
+  if ((contents_gone || media_changed) && entry.pending) out.emplace_back(NeedsProbe{kernel.name, *entry.pending});
 }
 
 void DeviceMap::remove(const std::string& name, std::vector<Change>& out) {
@@ -166,9 +189,10 @@ void DeviceMap::identified(const Identified& event, std::vector<Change>& out) {
   Entry& entry = it->second;
   if (!entry.pending || *entry.pending != event.token) return;  // stale or duplicate
   if (event.identity.state == State::unprobed) return;          // not a result
+  entry.pending.reset();
+  if (same_identity(entry.device.identity, event.identity)) return;  // a re-probe found the same
   unindex(event.name, entry.device);
   entry.device.identity = event.identity;
-  entry.pending.reset();
   index(event.name, entry.device);
   out.emplace_back(DeviceChanged{event.name});
 }

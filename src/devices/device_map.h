@@ -5,14 +5,16 @@
 // same events always give the same changes.
 //
 // Probing. A device needs probing when it appears, when its size or
-// major:minor changes, or when the caller says its medium changed. The map
-// then resets its identity to unprobed and emits NeedsProbe{name, token}.
-// The token is unique over the map's lifetime; an Identified event is taken
-// only when it carries the device's current token, so the result of a probe
-// that raced with a removal, a re-add or a media change is dropped. A token
-// is spent once taken (a duplicate result is dropped too). A device of size
-// 0 (no medium, detached loop device) is not probed: it becomes unreadable
-// with the error "no medium".
+// major:minor changes (its identity is then reset to unprobed), or when the
+// caller says its medium may have changed (media_changed: the old identity
+// keeps answering until the new result arrives, so a re-probe that finds the
+// same contents changes nothing visible). The map emits NeedsProbe{name,
+// token}. The token is unique over the map's lifetime; an Identified event is
+// taken only when it carries the device's current token, so the result of a
+// probe that raced with a removal, a re-add or a newer change is dropped. A
+// token is spent once taken (a duplicate result is dropped too). A device of
+// size 0 (no medium, detached loop device) is not probed: it becomes
+// unreadable with the error "no medium".
 //
 // Indexes. Only identified devices are indexed, by the plain-blkid tags
 // UUID, UUID_SUB, LABEL, PARTUUID and PARTLABEL of Identity.tags (the first

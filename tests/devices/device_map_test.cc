@@ -214,7 +214,7 @@ TEST_CASE("other kernel facts change without a re-probe") {
   CHECK(map.filesystem(ext_uuid)->devices == std::vector<std::string>{"/dev/sdb-renamed"});
 }
 
-TEST_CASE("a new size, a new device number or a media change resets the identity") {
+TEST_CASE("a new size or a new device number resets the identity") {
   struct Case {
     const char* what;
     KernelDevice device;
@@ -222,8 +222,7 @@ TEST_CASE("a new size, a new device number or a media change resets the identity
   };
   for (const Case& c : {Case{"size", kdev("sdb", 8, 16, 2 * GiB), false},
                         Case{"major", kdev("sdb", 65, 16), false},
-                        Case{"minor", kdev("sdb", 8, 17), false},
-                        Case{"media flag", kdev("sdb", 8, 16), true}}) {
+                        Case{"minor", kdev("sdb", 8, 17), false}}) {
     INFO(c.what);
     DeviceMap map;
     add(map, kdev("sdb", 8, 16), filesystem("ext4", ext_uuid, "backup"));
@@ -503,16 +502,60 @@ TEST_CASE("removing a btrfs member makes the filesystem incomplete, re-adding co
   CHECK(map.filesystem(fsid)->mount_data == "device=/dev/sda,device=/dev/sdd,device=/dev/sdc");
 }
 
-TEST_CASE("a media change on a btrfs member makes the filesystem incomplete until re-probed") {
+TEST_CASE("a media change re-probes but keeps the old identity until the result") {
+  DeviceMap map;
+  add(map, kdev("sdb", 8, 16), filesystem("ext4", ext_uuid, "backup"));
+  Changes changes = map.apply(Upsert{kdev("sdb", 8, 16), true});
+  auto token = token_in(changes, "sdb");
+  REQUIRE(token);
+  CHECK(changes == Changes{NeedsProbe{"sdb", *token}});
+  CHECK(map.find("sdb")->identity.state == State::identified);
+  CHECK(names(resolve(map, "LABEL=backup")) == std::vector<std::string>{"sdb"});
+
+  // The new medium carries another filesystem: now it changes.
+  const std::string other = "11111111-2222-4333-8444-555555555555";
+  CHECK(map.apply(Identified{"sdb", filesystem("ext4", other, "new"), *token}) ==
+        Changes{DeviceChanged{"sdb"}, FilesystemIncomplete{ext_uuid}, FilesystemComplete{other}});
+  CHECK(names(resolve(map, "LABEL=new")) == std::vector<std::string>{"sdb"});
+  CHECK(resolve(map, "LABEL=backup").devices.empty());
+}
+
+TEST_CASE("a second media change while a probe is in flight drops the older result") {
+  DeviceMap map;
+  add(map, kdev("sdb", 8, 16), filesystem("ext4", ext_uuid, "backup"));
+  auto first = token_in(map.apply(Upsert{kdev("sdb", 8, 16), true}), "sdb");
+  auto second = token_in(map.apply(Upsert{kdev("sdb", 8, 16), true}), "sdb");
+  REQUIRE(first);
+  REQUIRE(second);
+  CHECK(*first != *second);
+  const std::string other = "11111111-2222-4333-8444-555555555555";
+  CHECK(map.apply(Identified{"sdb", filesystem("ext4", other, "stale"), *first}).empty());
+  CHECK(names(resolve(map, "LABEL=backup")) == std::vector<std::string>{"sdb"});
+  CHECK(map.apply(Identified{"sdb", filesystem("ext4", other, "new"), *second}).front() == Change{DeviceChanged{"sdb"}});
+}
+
+TEST_CASE("a media change on a btrfs member keeps the filesystem complete when the member is unchanged") {
   DeviceMap map;
   add(map, kdev("sda", 8, 0), btrfs(fsid, sub1, 1, 2));
   add(map, kdev("sdb", 8, 16), btrfs(fsid, sub2, 2, 2));
   Changes changes = map.apply(Upsert{kdev("sdb", 8, 16), true});
   auto token = token_in(changes, "sdb");
   REQUIRE(token);
-  CHECK(changes == Changes{DeviceChanged{"sdb"}, NeedsProbe{"sdb", *token}, FilesystemIncomplete{fsid}});
-  CHECK(map.apply(Identified{"sdb", btrfs(fsid, sub2, 2, 2), *token}) ==
-        Changes{DeviceChanged{"sdb"}, FilesystemComplete{fsid}});
+  CHECK(changes == Changes{NeedsProbe{"sdb", *token}});
+  CHECK(map.filesystem(fsid)->complete);
+  CHECK(map.apply(Identified{"sdb", btrfs(fsid, sub2, 2, 2), *token}).empty());
+  CHECK(map.filesystem(fsid)->complete);
+}
+
+TEST_CASE("a media change that wipes a btrfs member makes the filesystem incomplete") {
+  DeviceMap map;
+  add(map, kdev("sda", 8, 0), btrfs(fsid, sub1, 1, 2));
+  add(map, kdev("sdb", 8, 16), btrfs(fsid, sub2, 2, 2));
+  auto token = token_in(map.apply(Upsert{kdev("sdb", 8, 16), true}), "sdb");
+  REQUIRE(token);
+  Identity nothing;
+  nothing.state = State::unidentified;
+  CHECK(map.apply(Identified{"sdb", nothing, *token}) == Changes{DeviceChanged{"sdb"}, FilesystemIncomplete{fsid}});
 }
 
 TEST_CASE("a dd copy of a btrfs member (same UUID_SUB) is a conflict, never a second member") {
