@@ -86,6 +86,15 @@ void Gate::evaluate() {
           set_state(State::waiting);
           evaluate();
         });
+        return;
+      }
+      if (SourceState source = evaluate_source(*map_, config_.source); source.kind != SourceState::Kind::absent) {
+        if (source.present > status_.members_present && status_.degraded)
+          log(Level::warning, "gate: a missing member of {} is back; it stays mounted degraded until restarted",
+              source.fs_uuid);
+        status_.members_present = source.present;
+        status_.members_expected = source.expected;
+        publish();
       }
       return;
     case State::waiting:
@@ -98,6 +107,7 @@ void Gate::evaluate() {
   status_.members_expected = source.expected;
   status_.fstype = source.fstype;
   status_.device = source.device;
+  publish();
 
   std::vector<os::MountEntry> mounts;
   try {
@@ -109,8 +119,15 @@ void Gate::evaluate() {
   }
   if (!mounts.empty()) {
     const os::MountEntry& top = mounts.back();
-    bool ours = source.kind == SourceState::Kind::ready &&
-                std::find(source.members.begin(), source.members.end(), top.source) != source.members.end();
+    const devices::Device* there = device_by_node(*map_, top.source);
+    // Ours: the mounted device carries the filesystem the source names. Wait
+    // for the rest of its members before adopting it.
+    bool ours = there && !source.fs_uuid.empty() &&
+                devices::fold_uuid(tag_of(*there, "UUID")) == devices::fold_uuid(source.fs_uuid);
+    if (ours && source.kind != SourceState::Kind::ready) {
+      set_state(State::waiting);
+      return;
+    }
     if (ours) {
       log(Level::notice, "gate: adopting {} already mounted on {}", top.source, config_.target);
       mounted_ = true;
@@ -118,11 +135,11 @@ void Gate::evaluate() {
       mounted_uuid_ = source.fs_uuid;
       status_.mount_data = top.super_options;
       status_.degraded = false;
+      status_.last_error.clear();
       set_state(State::mounted);
       start_program();
       return;
     }
-    const devices::Device* there = device_by_node(*map_, top.source);
     if (there && there->identity.state == devices::Identity::State::unprobed) return;  // decide once probed
     if (source.kind == SourceState::Kind::unprobed) return;
     std::string what = there && !tag_of(*there, "UUID").empty()
@@ -423,6 +440,7 @@ void Gate::stop() {
 }
 
 void Gate::restart_program() {
+  if (status_.state == State::stopping || status_.state == State::stopped || shutting_down_) return;
   if (child_) {
     stop_program([this] {
       set_state(State::mounted);
@@ -470,6 +488,8 @@ void Gate::set_error(std::string error) {
 }
 
 void Gate::publish() {
+  if (published_ && status_ == *published_) return;
+  published_ = status_;
   if (listener_) listener_(status_);
 }
 

@@ -62,6 +62,7 @@ struct Status {
   // of the last program start; 0 when none yet.
   std::uint64_t mounted_at_usec = 0;
   std::uint64_t started_at_usec = 0;
+  bool operator==(const Status&) const = default;
 };
 
 class Gate {
@@ -114,6 +115,7 @@ class Gate {
   Loop& loop_;
   const devices::DeviceMap* map_ = nullptr;
   Status status_;
+  std::optional<Status> published_;  // what the listener saw last
   std::function<void(const Status&)> listener_;
   std::function<void(int)> finished_;
 

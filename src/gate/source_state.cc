@@ -42,6 +42,11 @@ SourceState evaluate_source(const devices::DeviceMap& map, const devices::Spec& 
     return state;
   }
   const devices::Device& first = *resolution.devices.front();
+  if (first.identity.state == devices::Identity::State::unprobed) {
+    state.kind = SourceState::Kind::unprobed;
+    state.detail = fmt::format("{} is being probed", first.kernel.node);
+    return state;
+  }
   state.fs_uuid = tag_of(first, "UUID");
   state.fstype = tag_of(first, "TYPE");
   state.label = tag_of(first, "LABEL");
