@@ -29,6 +29,7 @@ class GateObject::Adaptor final
     differs("LastExitStatus", &gate::Status::last_exit_status);
     differs("LastError", &gate::Status::last_error);
     differs("Degraded", &gate::Status::degraded);
+    differs("MountCalledUsec", &gate::Status::mount_called_usec);
     differs("MountedAtUsec", &gate::Status::mounted_at_usec);
     differs("StartedAtUsec", &gate::Status::started_at_usec);
     last_ = now;
@@ -50,6 +51,7 @@ class GateObject::Adaptor final
   std::string LastExitStatus() override { return status().last_exit_status; }
   std::string LastError() override { return status().last_error; }
   bool Degraded() override { return status().degraded; }
+  uint64_t MountCalledUsec() override { return status().mount_called_usec; }
   uint64_t MountedAtUsec() override { return status().mounted_at_usec; }
   uint64_t StartedAtUsec() override { return status().started_at_usec; }
   void Start() override { gate_.start(); }

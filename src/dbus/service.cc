@@ -16,12 +16,6 @@ constexpr const char* not_found = "org.diskgate1.Error.NotFound";
 constexpr const char* ambiguous = "org.diskgate1.Error.Ambiguous";
 constexpr const char* invalid_args = "org.freedesktop.DBus.Error.InvalidArgs";
 
-std::string tag_value(const probe::Tags& tags, std::string_view name) {
-  for (const probe::Tag& tag : tags)
-    if (tag.name == name) return tag.value;
-  return {};
-}
-
 const probe::BtrfsMember* btrfs_member(const devices::Device& device) {
   const auto& sbs = device.identity.report.superblocks;
   return sbs.size() == 1 && sbs.front().btrfs ? &*sbs.front().btrfs : nullptr;
@@ -82,12 +76,12 @@ Dict device_dict(const devices::Device& device) {
   dict["Removable"] = k.removable;
   dict["State"] = state_name(id.state);
   dict["Error"] = id.error;
-  dict["Type"] = tag_value(id.tags, "TYPE");
-  dict["Uuid"] = tag_value(id.tags, "UUID");
-  dict["UuidSub"] = tag_value(id.tags, "UUID_SUB");
-  dict["Label"] = tag_value(id.tags, "LABEL");
-  dict["PartUuid"] = tag_value(id.tags, "PARTUUID");
-  dict["PartLabel"] = tag_value(id.tags, "PARTLABEL");
+  dict["Type"] = probe::tag_value(id.tags, "TYPE");
+  dict["Uuid"] = probe::tag_value(id.tags, "UUID");
+  dict["UuidSub"] = probe::tag_value(id.tags, "UUID_SUB");
+  dict["Label"] = probe::tag_value(id.tags, "LABEL");
+  dict["PartUuid"] = probe::tag_value(id.tags, "PARTUUID");
+  dict["PartLabel"] = probe::tag_value(id.tags, "PARTLABEL");
   dict["Tags"] = tags;
   dict["BtrfsDevid"] = static_cast<std::uint64_t>(member ? member->devid : 0);
   dict["BtrfsDevices"] = static_cast<std::uint64_t>(member ? member->num_devices : 0);

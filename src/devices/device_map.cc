@@ -28,12 +28,6 @@ constexpr std::array<KeySpec, 5> key_specs{{
     {"PARTLABEL", false},
 }};
 
-std::string_view tag(const probe::Tags& tags, std::string_view name) {
-  for (const probe::Tag& t : tags)
-    if (t.name == name) return t.value;
-  return {};
-}
-
 // The btrfs membership a device claims; an ambivalent report (several
 // superblocks) claims none, so it cannot be assembled into a filesystem.
 const probe::BtrfsMember* btrfs_member(const Device& device) {
@@ -47,7 +41,7 @@ const probe::BtrfsMember* btrfs_member(const Device& device) {
 std::string key_value(const Device& device, std::size_t key) {
   if (device.identity.state != State::identified) return {};
   const KeySpec& spec = key_specs[key];
-  std::string_view value = tag(device.identity.tags, spec.tag);
+  std::string value = probe::tag_value(device.identity.tags, spec.tag);
   if (const probe::BtrfsMember* member = btrfs_member(device)) {
     if (spec.tag == "UUID") value = member->fsid;
     if (spec.tag == "UUID_SUB") value = member->dev_uuid;
@@ -240,9 +234,9 @@ FilesystemView DeviceMap::view(const std::set<std::string>& names) const {
   FilesystemView view;
   if (members.empty()) {
     const probe::Tags& tags = plain.front()->identity.tags;
-    view.uuid = tag(tags, "UUID");
-    view.type = tag(tags, "TYPE");
-    view.label = tag(tags, "LABEL");
+    view.uuid = probe::tag_value(tags, "UUID");
+    view.type = probe::tag_value(tags, "TYPE");
+    view.label = probe::tag_value(tags, "LABEL");
     for (const Device* device : plain) view.devices.push_back(device->kernel.node);
     if (plain.size() == 1) {
       view.present = 1;

@@ -21,12 +21,6 @@ std::string describe(const os::ExitStatus& status) {
                           : fmt::format("exited with status {}", status.code);
 }
 
-std::string tag_of(const devices::Device& device, std::string_view name) {
-  for (const probe::Tag& tag : device.identity.tags)
-    if (tag.name == name) return tag.value;
-  return {};
-}
-
 const devices::Device* device_by_node(const devices::DeviceMap& map, const std::string& node) {
   for (const devices::Device* device : map.all())
     if (device->kernel.node == node) return device;
@@ -123,7 +117,7 @@ void Gate::evaluate() {
     // Ours: the mounted device carries the filesystem the source names. Wait
     // for the rest of its members before adopting it.
     bool ours = there && !source.fs_uuid.empty() &&
-                devices::fold_uuid(tag_of(*there, "UUID")) == devices::fold_uuid(source.fs_uuid);
+                devices::fold_uuid(probe::tag_value(there->identity.tags, "UUID")) == devices::fold_uuid(source.fs_uuid);
     if (ours && source.kind != SourceState::Kind::ready) {
       set_state(State::waiting);
       return;
@@ -142,8 +136,8 @@ void Gate::evaluate() {
     }
     if (there && there->identity.state == devices::Identity::State::unprobed) return;  // decide once probed
     if (source.kind == SourceState::Kind::unprobed) return;
-    std::string what = there && !tag_of(*there, "UUID").empty()
-                           ? fmt::format("{} ({}, UUID={})", top.source, top.fstype, tag_of(*there, "UUID"))
+    std::string what = there && !probe::tag_value(there->identity.tags, "UUID").empty()
+                           ? fmt::format("{} ({}, UUID={})", top.source, top.fstype, probe::tag_value(there->identity.tags, "UUID"))
                            : fmt::format("{} ({})", top.source, top.fstype);
     set_error(fmt::format("{} already has {} mounted, which is not {}; refusing to mount over it", config_.target,
                           what, config_.source_text));
@@ -200,8 +194,9 @@ void Gate::mount(const SourceState& source, bool degraded) {
                                 config_.options.data, config_.data});
   status_.mount_data = data;
   try {
-    status_.mounted_at_usec = now_usec();
+    status_.mount_called_usec = now_usec();
     platform_.mount(source.device, config_.target, source.fstype, config_.options.flags, data);
+    status_.mounted_at_usec = now_usec();
   } catch (const os::OsError& e) {
     set_error(e.what());
     set_state(State::failed);
@@ -384,7 +379,7 @@ bool Gate::members_still_there() const {
       case devices::Identity::State::unprobed:
         break;  // being probed again; not gone
       case devices::Identity::State::identified:
-        if (!mounted_uuid_.empty() && devices::fold_uuid(tag_of(*device, "UUID")) != devices::fold_uuid(mounted_uuid_))
+        if (!mounted_uuid_.empty() && devices::fold_uuid(probe::tag_value(device->identity.tags, "UUID")) != devices::fold_uuid(mounted_uuid_))
           return false;
         break;
       case devices::Identity::State::unidentified:

@@ -58,8 +58,9 @@ struct Status {
   std::string last_exit_status;  // "exited with status 3", "killed by signal 9"
   std::string last_error;
   bool degraded = false;
-  // CLOCK_MONOTONIC microseconds (steady_clock) of the last mount(2) call and
-  // of the last program start; 0 when none yet.
+  // CLOCK_MONOTONIC microseconds (steady_clock) of the last mount(2) call,
+  // of its return, and of the last program start; 0 when none yet.
+  std::uint64_t mount_called_usec = 0;
   std::uint64_t mounted_at_usec = 0;
   std::uint64_t started_at_usec = 0;
   bool operator==(const Status&) const = default;

@@ -6,12 +6,6 @@
 namespace diskgate::gate {
 
 namespace {
-std::string tag_of(const devices::Device& device, std::string_view name) {
-  for (const probe::Tag& tag : device.identity.tags)
-    if (tag.name == name) return tag.value;
-  return {};
-}
-
 std::string nodes_text(const std::vector<const devices::Device*>& devices) {
   std::string text;
   for (const devices::Device* d : devices) text += (text.empty() ? "" : ", ") + d->kernel.node;
@@ -47,9 +41,9 @@ SourceState evaluate_source(const devices::DeviceMap& map, const devices::Spec& 
     state.detail = fmt::format("{} is being probed", first.kernel.node);
     return state;
   }
-  state.fs_uuid = tag_of(first, "UUID");
-  state.fstype = tag_of(first, "TYPE");
-  state.label = tag_of(first, "LABEL");
+  state.fs_uuid = probe::tag_value(first.identity.tags, "UUID");
+  state.fstype = probe::tag_value(first.identity.tags, "TYPE");
+  state.label = probe::tag_value(first.identity.tags, "LABEL");
   if (state.fstype.empty()) {
     state.kind = SourceState::Kind::absent;
     state.detail = fmt::format("{} ({}) holds no filesystem diskgate knows", devices::to_string(spec),

@@ -78,22 +78,6 @@ std::string boot_sector_problem(Bytes sb) {
   return "";
 }
 
-// The size of piece number `index` (from 0) of a cluster at `at`, with
-// `left` bytes of the cluster still to scan. The first piece ends at a 4 KiB
-// boundary, the block FileSource reads anyway (the label entry is nearly
-// always first, and a big cluster would cost up to 32 MiB); later pieces are
-// 4, 8, 16 ... up to 64 KiB. A cluster of at most 4 KiB is read whole, one
-// call as before.
-std::uint64_t next_piece(std::uint64_t at, unsigned index, std::uint64_t left) {
-  constexpr std::uint64_t kBlock = 4096, kMaxPiece = 64 * 1024;
-  std::uint64_t piece;
-  if (index == 0)
-    piece = left <= kBlock ? left : kBlock - at % kBlock;
-  else
-    piece = std::min(kMaxPiece, kBlock << std::min(index - 1, 4u));
-  return std::min(piece, left);
-}
-
 // The label entry's text, or nullopt when the root directory has none.
 // Reads each cluster piece by piece up to the label or the end mark; the
 // FAT only when the chain goes on.
@@ -106,7 +90,7 @@ std::optional<std::string> find_label(Source& source, const Geometry& g) {
     const std::uint64_t base = g.cluster_offset(cluster);
     std::uint64_t done = 0;
     for (unsigned index = 0; done < want; ++index) {
-      const std::uint64_t piece = next_piece(base + done, index, want - done);
+      const std::uint64_t piece = directory_piece(base + done, index, want - done);
       Bytes dir = source.read(base + done, static_cast<std::size_t>(piece));
       for (std::size_t at = 0; at + kEntrySize <= dir.size(); at += kEntrySize) {
         std::uint8_t type = u8(dir, at);

@@ -24,6 +24,16 @@ IoError errno_error(const std::string& path, const char* what, int error_number)
 }
 }  // namespace
 
+std::uint64_t directory_piece(std::uint64_t at, unsigned index, std::uint64_t left) {
+  constexpr std::uint64_t max_piece = 64 * 1024;
+  std::uint64_t piece;
+  if (index == 0)
+    piece = left <= block ? left : block - at % block;
+  else
+    piece = std::min(max_piece, block << std::min(index - 1, 4u));
+  return std::min(piece, left);
+}
+
 Bytes MemorySource::read(std::uint64_t offset, std::size_t length) {
   ++reads_;
   if (offset >= bytes_.size()) return {};

@@ -33,6 +33,12 @@ auto run_prober(const Prober& prober, Source& source, const Debug& debug) -> dec
 }
 }  // namespace
 
+std::string tag_value(const Tags& tags, std::string_view name) {
+  for (const Tag& tag : tags)
+    if (tag.name == name) return tag.value;
+  return {};
+}
+
 std::span<const SuperblockProber> superblock_probers() { return superblock_table; }
 std::span<const PartitionTableProber> partition_table_probers() { return partition_table_table; }
 

@@ -31,6 +31,14 @@ class Source {
   virtual Bytes read(std::uint64_t offset, std::size_t length) = 0;
 };
 
+// How much of a directory (FAT root directory, exFAT cluster) to read next:
+// piece number `index` (from 0) at device offset `at`, with `left` bytes still
+// to scan. The first piece ends at a 4 KiB boundary, the block FileSource
+// reads anyway, since the label or the end mark is nearly always among the
+// first entries; later pieces are 4, 8, 16 ... up to 64 KiB, so that a long
+// directory costs few calls. At most 4 KiB in all is read as one piece.
+std::uint64_t directory_piece(std::uint64_t at, unsigned index, std::uint64_t left);
+
 // An in-memory device; counts the reads it served and the bytes it handed
 // out, as tests want to know.
 class MemorySource : public Source {

@@ -54,22 +54,6 @@ struct DirScan {
   bool ended = false;  // met the end-of-directory entry (name[0] == 0)
 };
 
-// The size of directory piece number `index` (from 0) at `at`, with `left`
-// bytes still to scan. The first piece ends at a 4 KiB boundary, the block
-// FileSource reads anyway, since the label or the end mark is nearly always
-// among the first entries; later pieces are 4, 8, 16 ... up to 64 KiB so
-// that a long directory costs few calls. A directory of at most 4 KiB is
-// read whole, as one call.
-std::uint64_t next_piece(std::uint64_t at, unsigned index, std::uint64_t left) {
-  constexpr std::uint64_t block = 4096, max_piece = 64 * 1024;
-  std::uint64_t piece;
-  if (index == 0)
-    piece = left <= block ? left : block - at % block;
-  else
-    piece = std::min(max_piece, block << std::min(index - 1, 4u));
-  return std::min(piece, left);
-}
-
 // Looks for the volume label among `entries` directory entries at `offset`,
 // skipping deleted, LFN and cluster-owning entries as blkid does. Reads
 // piece by piece and stops at the label or the end-of-directory entry.
@@ -84,7 +68,7 @@ DirScan scan_directory(Source& source, std::uint64_t offset, std::uint64_t entri
   const std::uint64_t total = entries * dir_entry_size;  // entries < 2^32: no overflow
   std::uint64_t done = 0;
   for (unsigned index = 0; done < total; ++index) {
-    const std::uint64_t piece = next_piece(offset + done, index, total - done);
+    const std::uint64_t piece = directory_piece(offset + done, index, total - done);
     Bytes bytes = source.read(offset + done, static_cast<std::size_t>(piece));
     std::uint64_t got = bytes.size() / dir_entry_size;
     for (std::uint64_t i = 0; i < got; ++i) {
