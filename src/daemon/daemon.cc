@@ -76,14 +76,22 @@ void DeviceMonitor::log_change(const devices::Change& change) const {
           const devices::Device* d = map_.find(c.name);
           if (!d) return;
           using State = devices::Identity::State;
+          if (d->identity.state != State::unreadable) unreadable_logged_.erase(c.name);
           switch (d->identity.state) {
             case State::identified: log(Level::info, "device identified: {}", describe(*d)); break;
             case State::unidentified: log(Level::info, "device has no known signature: {}{}", d->kernel.node,
                                           d->identity.error.empty() ? "" : " (" + d->identity.error + ")"); break;
-            case State::unreadable: log(Level::notice, "device unreadable: {}: {}", d->kernel.node, d->identity.error); break;
+            case State::unreadable:
+              if (auto [it, added] = unreadable_logged_.try_emplace(c.name, d->identity.error);
+                  added || it->second != d->identity.error) {
+                it->second = d->identity.error;
+                log(Level::notice, "device unreadable: {}: {}", d->kernel.node, d->identity.error);
+              }
+              break;
             case State::unprobed: log(Level::debug, "device changed: {}", d->kernel.node); break;
           }
         } else if constexpr (std::is_same_v<T, devices::DeviceRemoved>) {
+          unreadable_logged_.erase(c.name);
           log(Level::info, "device removed: {}", c.node);
         } else if constexpr (std::is_same_v<T, devices::FilesystemComplete>) {
           auto view = map_.filesystem(c.uuid);

@@ -2,7 +2,9 @@
 // its outputs (log, D-Bus). Everything here runs on the one event loop.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 
 #include "daemon/event_loop.h"
 #include "daemon/probe_worker.h"
@@ -56,6 +58,9 @@ class DeviceMonitor {
   devices::DeviceMap map_;
   std::unique_ptr<dbus::Service> service_;
   std::function<void(const std::vector<devices::Change>&)> listener_;
+  // The reason last logged for each unreadable device: logged once, not at
+  // every re-probe.
+  mutable std::map<std::string, std::string> unreadable_logged_;
 };
 
 }  // namespace diskgate::daemon
