@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <malloc.h>
 #include <poll.h>
 
 #include "common/log.h"
@@ -64,6 +65,17 @@ void DeviceMonitor::apply(const devices::Event& event) {
   }
   if (service_) service_->publish(changes);
   if (listener_ && !changes.empty()) listener_(changes);
+  if (!changes.empty()) schedule_trim();
+}
+
+void DeviceMonitor::schedule_trim() {
+  // Enumerating and probing leave freed memory inside the heap; give it back
+  // once things have been quiet for a moment, so RSS reflects what is kept.
+  if (trim_timer_) loop_.cancel(*trim_timer_);
+  trim_timer_ = loop_.after(std::chrono::seconds(1), [this] {
+    trim_timer_.reset();
+    ::malloc_trim(0);
+  });
 }
 
 void DeviceMonitor::log_change(const devices::Change& change) const {

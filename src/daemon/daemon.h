@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "daemon/event_loop.h"
@@ -50,6 +51,7 @@ class DeviceMonitor {
   void on_uevents();
   void on_written_nodes();
   void on_probe_results();
+  void schedule_trim();
 
   EventLoop& loop_;
   udev::BlockDevices& devices_;
@@ -61,6 +63,7 @@ class DeviceMonitor {
   // The reason last logged for each unreadable device: logged once, not at
   // every re-probe.
   mutable std::map<std::string, std::string> unreadable_logged_;
+  std::optional<gate::Loop::TimerId> trim_timer_;
 };
 
 }  // namespace diskgate::daemon

@@ -1,5 +1,6 @@
 // diskgated: keeps a live map of block devices, serves it on D-Bus, and with
 // --source gates a program (rest-server) on the filesystem it names.
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -157,6 +158,8 @@ int run(daemon::DaemonConfig& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Probe threads would each get a malloc arena of their own; one is plenty.
+  mallopt(M_ARENA_MAX, 1);
   auto parsed = daemon::parse_config(std::vector<std::string>(argv + 1, argv + argc),
                                      [](const std::string& name) -> std::optional<std::string> {
                                        const char* value = std::getenv(name.c_str());

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -20,29 +22,34 @@ namespace diskgate::daemon {
 
 struct ProbeWorker::Shared {
   std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::pair<devices::KernelDevice, std::uint64_t>> jobs;
   std::vector<Result> done;
-  std::size_t running = 0;
+  std::size_t running = 0;  // jobs submitted and not collected
+  std::size_t idle = 0;     // workers waiting for a job
+  std::size_t workers = 0;
+  bool closing = false;
   int event_fd = -1;
   ~Shared() {
     if (event_fd >= 0) ::close(event_fd);
   }
 };
 
-ProbeWorker::ProbeWorker(Identify identify) : identify_(std::move(identify)), shared_(std::make_shared<Shared>()) {
-  shared_->event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (shared_->event_fd < 0) throw std::system_error(errno, std::generic_category(), "probe worker: eventfd");
-}
+namespace {
+// Workers beyond the first that found nothing to do for this long end.
+constexpr auto idle_lifetime = std::chrono::seconds(30);
 
-ProbeWorker::~ProbeWorker() = default;
-
-int ProbeWorker::fd() const { return shared_->event_fd; }
-
-void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t token) {
-  {
-    std::lock_guard lock(shared_->mutex);
-    ++shared_->running;
-  }
-  std::thread([shared = shared_, identify = identify_, device, token] {
+void work(std::shared_ptr<ProbeWorker::Shared> shared, ProbeWorker::Identify identify, bool first) {
+  std::unique_lock lock(shared->mutex);
+  for (;;) {
+    ++shared->idle;
+    bool woken = shared->wake.wait_for(lock, idle_lifetime, [&] { return shared->closing || !shared->jobs.empty(); });
+    --shared->idle;
+    if (shared->closing || (!woken && !first)) break;
+    if (shared->jobs.empty()) continue;
+    auto [device, token] = std::move(shared->jobs.front());
+    shared->jobs.pop_front();
+    lock.unlock();
     devices::Identity identity;
     try {
       identity = identify(device);
@@ -50,11 +57,40 @@ void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t toke
       identity.state = devices::Identity::State::unreadable;
       identity.error = e.what();
     }
-    std::lock_guard lock(shared->mutex);
-    shared->done.push_back(Result{device.name, token, std::move(identity)});
+    lock.lock();
+    shared->done.push_back(ProbeWorker::Result{device.name, token, std::move(identity)});
     std::uint64_t one = 1;
     (void)!::write(shared->event_fd, &one, sizeof one);
-  }).detach();
+  }
+  --shared->workers;
+}
+}  // namespace
+
+ProbeWorker::ProbeWorker(Identify identify) : identify_(std::move(identify)), shared_(std::make_shared<Shared>()) {
+  shared_->event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (shared_->event_fd < 0) throw std::system_error(errno, std::generic_category(), "probe worker: eventfd");
+}
+
+ProbeWorker::~ProbeWorker() {
+  // Workers stuck in a hung read keep `shared_` alive and end when it returns.
+  std::lock_guard lock(shared_->mutex);
+  shared_->closing = true;
+  shared_->wake.notify_all();
+}
+
+int ProbeWorker::fd() const { return shared_->event_fd; }
+
+void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t token) {
+  std::lock_guard lock(shared_->mutex);
+  ++shared_->running;
+  shared_->jobs.emplace_back(device, token);
+  if (shared_->idle >= shared_->jobs.size()) {
+    shared_->wake.notify_one();
+    return;
+  }
+  bool first = shared_->workers == 0;
+  ++shared_->workers;
+  std::thread(work, shared_, identify_, first).detach();
 }
 
 std::vector<ProbeWorker::Result> ProbeWorker::collect() {

@@ -1,6 +1,8 @@
-// Probes devices off the event loop: each job runs on its own thread, so a
-// disk whose reads hang delays only its own result, never the bus or other
-// devices. Results come back through an eventfd the loop polls.
+// Probes devices off the event loop. Worker threads are reused, and a new
+// one is started whenever every worker is busy, so a disk whose reads hang
+// holds only its own worker, never the bus or other devices' probes. Idle
+// workers beyond the first end after a while. Results come back through an
+// eventfd the loop polls.
 #pragma once
 
 #include <cstdint>
@@ -37,8 +39,9 @@ class ProbeWorker {
   // Jobs started whose result has not been collected yet.
   std::size_t in_flight() const;
 
- private:
   struct Shared;
+
+ private:
   Identify identify_;
   std::shared_ptr<Shared> shared_;  // outlives a hung thread after we are gone
 };

@@ -57,13 +57,18 @@ std::string joined(const std::vector<std::string>& items) {
   return out;
 }
 
+std::map<std::string, std::string> tag_map(const devices::Device& device) {
+  std::map<std::string, std::string> tags;
+  for (const probe::Tag& tag : device.identity.tags) tags.emplace(tag.name, tag.value);
+  return tags;
+}
+
 }  // namespace
+
 
 Dict device_dict(const devices::Device& device) {
   const devices::KernelDevice& k = device.kernel;
   const devices::Identity& id = device.identity;
-  std::map<std::string, std::string> tags;
-  for (const probe::Tag& tag : id.tags) tags.emplace(tag.name, tag.value);
   const probe::BtrfsMember* member = btrfs_member(device);
   Dict dict;
   dict["Name"] = k.name;
@@ -82,7 +87,7 @@ Dict device_dict(const devices::Device& device) {
   dict["Label"] = probe::tag_value(id.tags, "LABEL");
   dict["PartUuid"] = probe::tag_value(id.tags, "PARTUUID");
   dict["PartLabel"] = probe::tag_value(id.tags, "PARTLABEL");
-  dict["Tags"] = tags;
+  dict["Tags"] = tag_map(device);
   dict["BtrfsDevid"] = static_cast<std::uint64_t>(member ? member->devid : 0);
   dict["BtrfsDevices"] = static_cast<std::uint64_t>(member ? member->num_devices : 0);
   return dict;
@@ -148,6 +153,8 @@ class Service::DeviceObject final
     : public sdbus::AdaptorInterfaces<org::diskgate1::Device_adaptor, sdbus::ManagedObject_adaptor,
                                       sdbus::Properties_adaptor> {
  public:
+  // Reads the device from the map when asked: an sdbus::Variant costs a
+  // whole D-Bus message, so properties are made only on demand.
   DeviceObject(sdbus::IConnection& connection, const devices::DeviceMap& map, std::string name)
       : AdaptorInterfaces(connection, device_object_path(name)), map_(map), name_(std::move(name)) {
     registerAdaptor();
@@ -160,30 +167,35 @@ class Service::DeviceObject final
   void changed() { emitPropertiesChangedSignal(org::diskgate1::Device_adaptor::INTERFACE_NAME); }
 
  private:
-  template <typename T>
-  T get(const char* key) const {
+  // The object exists exactly while the map has the device; the fallback is
+  // only a guard.
+  const devices::Device& device() const {
+    static const devices::Device gone;
     const devices::Device* device = map_.find(name_);
-    return device ? device_dict(*device).at(key).get<T>() : T{};
+    return device ? *device : gone;
   }
-  std::string Name() override { return name_; }
-  std::string Node() override { return get<std::string>("Node"); }
-  std::string SysPath() override { return get<std::string>("SysPath"); }
-  uint32_t Major() override { return get<uint32_t>("Major"); }
-  uint32_t Minor() override { return get<uint32_t>("Minor"); }
-  uint64_t Size() override { return get<uint64_t>("Size"); }
-  std::string Parent() override { return get<std::string>("Parent"); }
-  bool Removable() override { return get<bool>("Removable"); }
-  std::string State() override { return get<std::string>("State"); }
-  std::string Error() override { return get<std::string>("Error"); }
-  std::string Type() override { return get<std::string>("Type"); }
-  std::string Uuid() override { return get<std::string>("Uuid"); }
-  std::string UuidSub() override { return get<std::string>("UuidSub"); }
-  std::string Label() override { return get<std::string>("Label"); }
-  std::string PartUuid() override { return get<std::string>("PartUuid"); }
-  std::string PartLabel() override { return get<std::string>("PartLabel"); }
-  std::map<std::string, std::string> Tags() override { return get<std::map<std::string, std::string>>("Tags"); }
-  uint64_t BtrfsDevid() override { return get<uint64_t>("BtrfsDevid"); }
-  uint64_t BtrfsDevices() override { return get<uint64_t>("BtrfsDevices"); }
+  std::string tag(std::string_view name) const { return probe::tag_value(device().identity.tags, name); }
+  const probe::BtrfsMember* member() const { return btrfs_member(device()); }
+
+  std::string Name() override { return device().kernel.name; }
+  std::string Node() override { return device().kernel.node; }
+  std::string SysPath() override { return device().kernel.syspath; }
+  uint32_t Major() override { return device().kernel.major; }
+  uint32_t Minor() override { return device().kernel.minor; }
+  uint64_t Size() override { return device().kernel.size_bytes; }
+  std::string Parent() override { return device().kernel.parent; }
+  bool Removable() override { return device().kernel.removable; }
+  std::string State() override { return state_name(device().identity.state); }
+  std::string Error() override { return device().identity.error; }
+  std::string Type() override { return tag("TYPE"); }
+  std::string Uuid() override { return tag("UUID"); }
+  std::string UuidSub() override { return tag("UUID_SUB"); }
+  std::string Label() override { return tag("LABEL"); }
+  std::string PartUuid() override { return tag("PARTUUID"); }
+  std::string PartLabel() override { return tag("PARTLABEL"); }
+  std::map<std::string, std::string> Tags() override { return tag_map(device()); }
+  uint64_t BtrfsDevid() override { return member() ? member()->devid : 0; }
+  uint64_t BtrfsDevices() override { return member() ? member()->num_devices : 0; }
 
   const devices::DeviceMap& map_;
   std::string name_;
@@ -197,23 +209,21 @@ Service::Service(sdbus::IConnection& connection, const devices::DeviceMap& map, 
 
 Service::~Service() = default;
 
+Dict Service::refresh(const devices::Device& device) {
+  auto& object = objects_[device.kernel.name];
+  if (object)
+    object->changed();
+  else
+    object = std::make_unique<DeviceObject>(connection_, map_, device.kernel.name);
+  return device_dict(device);
+}
+
 void Service::publish(const std::vector<devices::Change>& changes) {
   for (const devices::Change& change : changes) {
     if (auto* added = std::get_if<devices::DeviceAdded>(&change)) {
-      if (const devices::Device* device = map_.find(added->name)) {
-        auto& object = objects_[added->name];
-        if (!object) object = std::make_unique<DeviceObject>(connection_, map_, added->name);
-        manager_->emitDeviceAdded(device_dict(*device));
-      }
+      if (const devices::Device* device = map_.find(added->name)) manager_->emitDeviceAdded(refresh(*device));
     } else if (auto* changed = std::get_if<devices::DeviceChanged>(&change)) {
-      if (const devices::Device* device = map_.find(changed->name)) {
-        auto& object = objects_[changed->name];
-        if (!object)
-          object = std::make_unique<DeviceObject>(connection_, map_, changed->name);
-        else
-          object->changed();
-        manager_->emitDeviceChanged(device_dict(*device));
-      }
+      if (const devices::Device* device = map_.find(changed->name)) manager_->emitDeviceChanged(refresh(*device));
     } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change)) {
       objects_.erase(removed->name);
       manager_->emitDeviceRemoved(removed->node);

@@ -37,6 +37,8 @@ class Service {
 
  private:
   class Manager;
+  // Creates or updates the device's object; returns its properties.
+  Dict refresh(const devices::Device& device);
   class DeviceObject;
   sdbus::IConnection& connection_;
   const devices::DeviceMap& map_;

@@ -1,0 +1,104 @@
+#include "daemon/probe_worker.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+
+#include "probe/probe.h"
+
+using namespace diskgate;
+using daemon::ProbeWorker;
+
+namespace {
+devices::KernelDevice device(std::string name, std::string node = "/dev/null") {
+  devices::KernelDevice d;
+  d.name = std::move(name);
+  d.node = std::move(node);
+  d.size_bytes = 1 << 20;
+  return d;
+}
+
+// Waits (bounded) until `count` results have been collected.
+std::vector<ProbeWorker::Result> collect(ProbeWorker& worker, std::size_t count) {
+  std::vector<ProbeWorker::Result> results;
+  for (int round = 0; round < 100 && results.size() < count; ++round) {
+    pollfd fd{worker.fd(), POLLIN, 0};
+    if (::poll(&fd, 1, 100) > 0)
+      for (auto& r : worker.collect()) results.push_back(std::move(r));
+  }
+  return results;
+}
+}  // namespace
+
+TEST_CASE("probe worker: a hung device holds only its own worker") {
+  std::mutex mutex;
+  std::condition_variable release;
+  bool released = false;
+  ProbeWorker worker([&](const devices::KernelDevice& d) {
+    if (d.name == "hung") {
+      std::unique_lock lock(mutex);
+      release.wait(lock, [&] { return released; });
+    }
+    devices::Identity identity;
+    identity.state = devices::Identity::State::identified;
+    identity.tags = {{"TYPE", d.name}};
+    return identity;
+  });
+  worker.submit(device("hung"), 1);
+  worker.submit(device("a"), 2);
+  worker.submit(device("b"), 3);
+  auto results = collect(worker, 2);
+  REQUIRE(results.size() == 2);
+  CHECK(worker.in_flight() == 1);
+  for (const auto& r : results) CHECK(r.name != "hung");
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+  }
+  release.notify_all();
+  results = collect(worker, 1);
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].name == "hung");
+  CHECK(results[0].token == 1);
+  CHECK(worker.in_flight() == 0);
+}
+
+TEST_CASE("probe worker: an exception from the prober becomes an unreadable identity") {
+  ProbeWorker worker([](const devices::KernelDevice&) -> devices::Identity { throw std::runtime_error("boom"); });
+  worker.submit(device("x"), 7);
+  auto results = collect(worker, 1);
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].identity.state == devices::Identity::State::unreadable);
+  CHECK(results[0].identity.error == "boom");
+}
+
+TEST_CASE("identify_device: the real prober on an image, a missing node and no medium") {
+  // The seam crossed for real: a vfat fixture decompressed to a file.
+  auto dir = std::filesystem::temp_directory_path() / ("probe-worker-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  struct Cleanup {
+    std::filesystem::path dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  std::string image = (dir / "fat.img").string();
+  const char* fixtures = std::getenv("FIXTURES");
+  std::string fixture = std::string(fixtures ? fixtures : "fixtures") + "/images/vfat-fat12-floppy.img.gz";
+  REQUIRE(std::filesystem::exists(fixture));
+  REQUIRE(std::system(("gzip -dc '" + fixture + "' > '" + image + "'").c_str()) == 0);
+
+  devices::Identity found = daemon::identify_device(device("img", image));
+  CHECK(found.state == devices::Identity::State::identified);
+  CHECK(probe::tag_value(found.tags, "TYPE") == "vfat");
+
+  devices::Identity missing = daemon::identify_device(device("gone", (dir / "nothing").string()));
+  CHECK(missing.state == devices::Identity::State::unreadable);
+  CHECK(missing.error == "No such file or directory");
+
+  devices::KernelDevice empty = device("loop9", image);
+  empty.size_bytes = 0;
+  CHECK(daemon::identify_device(empty).error == "no medium");
+}
