@@ -22,17 +22,18 @@
 #include <nlohmann/json.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 
+#include "dbus/object_path.h"
 #include "devices/spec.h"
 
 namespace diskgate::cli {
 
 namespace {
 
-constexpr const char* service_name = "org.diskgate1";
-constexpr const char* manager_path = "/org/diskgate1";
+constexpr const char* service_name = dbus::bus_name;
+using dbus::manager_path;
 constexpr const char* manager_interface = "org.diskgate1.Manager";
-constexpr std::string_view error_not_found = "org.diskgate1.Error.NotFound";
-constexpr std::string_view error_ambiguous = "org.diskgate1.Error.Ambiguous";
+constexpr std::string_view error_not_found = dbus::error_not_found;
+constexpr std::string_view error_ambiguous = dbus::error_ambiguous;
 
 using Dict = std::map<std::string, sdbus::Variant>;
 using Json = nlohmann::json;
@@ -559,7 +560,7 @@ int run_monitor(const BusOptions& options, std::ostream& out, std::ostream& err)
 }
 
 namespace {
-constexpr const char* gate_path = "/org/diskgate1/gate";
+using dbus::gate_path;
 constexpr const char* gate_interface = "org.diskgate1.Gate";
 
 // A daemon started without --source has no gate object.
@@ -576,8 +577,6 @@ int gate_failure(Session& session, const sdbus::Error& e, std::ostream& err) {
   err << "diskgatectl: " << f.message << std::endl;
   return f.status;
 }
-
-std::string or_dash(std::string text) { return text.empty() ? "-" : printable(text); }
 }  // namespace
 
 int run_status(const BusOptions& options, std::ostream& out, std::ostream& err) {
@@ -602,15 +601,15 @@ int run_status(const BusOptions& options, std::ostream& out, std::ostream& err) 
     if (!device.empty() && !text(properties, "FsType").empty()) device += " (" + text(properties, "FsType") + ")";
     out << fmt::format("State:       {}{}\n", text(properties, "State"),
                        field<bool>(properties, "Degraded") ? " (DEGRADED: members missing)" : "")
-        << fmt::format("Source:      {}\n", or_dash(text(properties, "Source")))
-        << fmt::format("Target:      {}\n", or_dash(text(properties, "Target")))
-        << fmt::format("Device:      {}\n", or_dash(device))
+        << fmt::format("Source:      {}\n", cell(text(properties, "Source")))
+        << fmt::format("Target:      {}\n", cell(text(properties, "Target")))
+        << fmt::format("Device:      {}\n", cell(device))
         << fmt::format("Members:     {} of {}\n", number("MembersPresent"), number("MembersExpected"))
-        << fmt::format("Mount data:  {}\n", or_dash(text(properties, "MountData")))
+        << fmt::format("Mount data:  {}\n", cell(text(properties, "MountData")))
         << fmt::format("Program:     {}\n", pid ? fmt::format("running, pid {}", pid) : "not running")
         << fmt::format("Restarts:    {}\n", field<std::uint32_t>(properties, "Restarts"))
-        << fmt::format("Last exit:   {}\n", or_dash(text(properties, "LastExitStatus")))
-        << fmt::format("Last error:  {}\n", or_dash(text(properties, "LastError")));
+        << fmt::format("Last exit:   {}\n", cell(text(properties, "LastExitStatus")))
+        << fmt::format("Last error:  {}\n", cell(text(properties, "LastError")));
     out.flush();
     return exit_ok;
   });

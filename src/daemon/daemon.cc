@@ -123,8 +123,6 @@ void DeviceMonitor::on_uevents() {
   for (const udev::Uevent& uevent : received.events) {
     switch (uevent.action) {
       case udev::Action::add:
-        apply(devices::Upsert{uevent.device, true});
-        break;
       case udev::Action::change:
         // Loop attach/detach and new media arrive as "change": probe again.
         apply(devices::Upsert{uevent.device, true});

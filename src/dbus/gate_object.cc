@@ -1,5 +1,6 @@
 #include "dbus/gate_object.h"
 
+#include "dbus/service.h"
 #include "org.diskgate1.Gate.adaptor.h"
 
 namespace diskgate::dbus {
@@ -54,10 +55,10 @@ class GateObject::Adaptor final
   uint64_t MountCalledUsec() override { return status().mount_called_usec; }
   uint64_t MountedAtUsec() override { return status().mounted_at_usec; }
   uint64_t StartedAtUsec() override { return status().started_at_usec; }
-  void Start() override { gate_.start(); }
-  void Stop() override { gate_.stop(); }
-  void Restart() override { gate_.restart_program(); }
-  void ReloadProgram() override { gate_.reload_program(); }
+  void Start() override { report_failures([&] { gate_.start(); }); }
+  void Stop() override { report_failures([&] { gate_.stop(); }); }
+  void Restart() override { report_failures([&] { gate_.restart_program(); }); }
+  void ReloadProgram() override { report_failures([&] { gate_.reload_program(); }); }
 
   gate::Gate& gate_;
   gate::Status last_;

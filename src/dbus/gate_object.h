@@ -6,11 +6,10 @@
 
 #include <sdbus-c++/sdbus-c++.h>
 
+#include "dbus/object_path.h"
 #include "gate/gate.h"
 
 namespace diskgate::dbus {
-
-inline constexpr const char* gate_path = "/org/diskgate1/gate";
 
 class GateObject {
  public:

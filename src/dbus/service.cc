@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "dbus/object_path.h"
 #include "org.diskgate1.Device.adaptor.h"
@@ -12,14 +13,7 @@ namespace diskgate::dbus {
 
 namespace {
 
-constexpr const char* not_found = "org.diskgate1.Error.NotFound";
-constexpr const char* ambiguous = "org.diskgate1.Error.Ambiguous";
 constexpr const char* invalid_args = "org.freedesktop.DBus.Error.InvalidArgs";
-
-const probe::BtrfsMember* btrfs_member(const devices::Device& device) {
-  const auto& sbs = device.identity.report.superblocks;
-  return sbs.size() == 1 && sbs.front().btrfs ? &*sbs.front().btrfs : nullptr;
-}
 
 std::string state_name(devices::Identity::State state) {
   switch (state) {
@@ -51,12 +45,6 @@ std::vector<std::string> nodes_of(const devices::Resolution& resolution) {
   return nodes;
 }
 
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 std::map<std::string, std::string> tag_map(const devices::Device& device) {
   std::map<std::string, std::string> tags;
   for (const probe::Tag& tag : device.identity.tags) tags.emplace(tag.name, tag.value);
@@ -65,11 +53,20 @@ std::map<std::string, std::string> tag_map(const devices::Device& device) {
 
 }  // namespace
 
+void report_failures(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const sdbus::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw sdbus::Error("org.freedesktop.DBus.Error.Failed", e.what());
+  }
+}
 
 Dict device_dict(const devices::Device& device) {
   const devices::KernelDevice& k = device.kernel;
   const devices::Identity& id = device.identity;
-  const probe::BtrfsMember* member = btrfs_member(device);
+  const probe::BtrfsMember* member = devices::btrfs_member(device);
   Dict dict;
   dict["Name"] = k.name;
   dict["Node"] = k.node;
@@ -96,7 +93,7 @@ Dict device_dict(const devices::Device& device) {
 Dict filesystem_dict(const devices::FilesystemView& view) {
   std::vector<std::string> conflicts;
   for (const devices::Conflict& conflict : view.conflicts)
-    conflicts.push_back(fmt::format("{} claim the same member", joined(conflict.nodes)));
+    conflicts.push_back(fmt::format("{} claim the same member", fmt::join(conflict.nodes, ", ")));
   Dict dict;
   dict["uuid"] = view.uuid;
   dict["type"] = view.type;
@@ -123,10 +120,10 @@ class Service::Manager final
  private:
   std::string Resolve(const std::string& spec) override {
     auto resolution = map_.resolve(checked_spec(spec));
-    if (resolution.devices.empty()) throw sdbus::Error(not_found, fmt::format("no device matches {}", spec));
+    if (resolution.devices.empty()) throw sdbus::Error(error_not_found, fmt::format("no device matches {}", spec));
     if (resolution.devices.size() > 1)
-      throw sdbus::Error(ambiguous, fmt::format("{} matches {} devices ({}); use ResolveAll", spec,
-                                                resolution.devices.size(), joined(nodes_of(resolution))));
+      throw sdbus::Error(error_ambiguous, fmt::format("{} matches {} devices ({}); use ResolveAll", spec,
+                                                resolution.devices.size(), fmt::join(nodes_of(resolution), ", ")));
     return resolution.devices.front()->kernel.node;
   }
   std::vector<std::string> ResolveAll(const std::string& spec) override {
@@ -140,10 +137,10 @@ class Service::Manager final
   Dict GetFilesystem(const std::string& uuid) override {
     if (uuid.empty()) throw sdbus::Error(invalid_args, "GetFilesystem: the uuid is empty");
     auto view = map_.filesystem(uuid);
-    if (!view) throw sdbus::Error(not_found, fmt::format("no filesystem has UUID {}", uuid));
+    if (!view) throw sdbus::Error(error_not_found, fmt::format("no filesystem has UUID {}", uuid));
     return filesystem_dict(*view);
   }
-  void Rescan() override { rescan_(); }
+  void Rescan() override { report_failures(rescan_); }
 
   const devices::DeviceMap& map_;
   std::function<void()> rescan_;
@@ -175,7 +172,7 @@ class Service::DeviceObject final
     return device ? *device : gone;
   }
   std::string tag(std::string_view name) const { return probe::tag_value(device().identity.tags, name); }
-  const probe::BtrfsMember* member() const { return btrfs_member(device()); }
+  const probe::BtrfsMember* member() const { return devices::btrfs_member(device()); }
 
   std::string Name() override { return device().kernel.name; }
   std::string Node() override { return device().kernel.node; }

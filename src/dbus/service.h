@@ -18,6 +18,11 @@ namespace diskgate::dbus {
 
 using Dict = std::map<std::string, sdbus::Variant>;
 
+// Runs a method handler's action. sdbus-c++ 1.x turns only sdbus::Error
+// into an error reply; any other exception would unwind through sd-bus's C
+// code and end the daemon, so it is rethrown as org.freedesktop.DBus.Error.Failed.
+void report_failures(const std::function<void()>& action);
+
 // The properties of org.diskgate1.Device, as one dictionary.
 Dict device_dict(const devices::Device& device);
 Dict filesystem_dict(const devices::FilesystemView& view);

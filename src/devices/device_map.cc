@@ -28,15 +28,6 @@ constexpr std::array<KeySpec, 5> key_specs{{
     {"PARTLABEL", false},
 }};
 
-// The btrfs membership a device claims; an ambivalent report (several
-// superblocks) claims none, so it cannot be assembled into a filesystem.
-const probe::BtrfsMember* btrfs_member(const Device& device) {
-  const Identity& identity = device.identity;
-  if (identity.state != State::identified || identity.report.superblocks.size() != 1) return nullptr;
-  const auto& member = identity.report.superblocks.front().btrfs;
-  return member ? &*member : nullptr;
-}
-
 // The index key of `device` for key number `key`; empty when it has none.
 std::string key_value(const Device& device, std::size_t key) {
   if (device.identity.state != State::identified) return {};
@@ -81,6 +72,13 @@ template <typename... F>
 overloaded(F...) -> overloaded<F...>;
 
 }  // namespace
+
+const probe::BtrfsMember* btrfs_member(const Device& device) {
+  const Identity& identity = device.identity;
+  if (identity.state != State::identified || identity.report.superblocks.size() != 1) return nullptr;
+  const auto& member = identity.report.superblocks.front().btrfs;
+  return member ? &*member : nullptr;
+}
 
 std::ostream& operator<<(std::ostream& out, const Change& change) {
   std::visit(overloaded{

@@ -120,6 +120,11 @@ std::ostream& operator<<(std::ostream& out, const Change& change);
 
 // ---- Queries ----
 
+// The btrfs membership an identified device claims; an ambivalent report
+// (several superblocks) claims none, so it cannot be assembled into a
+// filesystem. Null for everything else.
+const probe::BtrfsMember* btrfs_member(const Device& device);
+
 // Devices that claim the same place in one filesystem.
 struct Conflict {
   std::vector<std::uint64_t> devids;     // btrfs: the devids involved

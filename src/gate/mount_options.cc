@@ -63,10 +63,6 @@ constexpr std::array<std::string_view, 16> operation_words{
 constexpr std::array<std::string_view, 10> userspace_words{
     "user", "users", "nouser", "owner", "group", "auto", "noauto", "nofail", "_netdev", "loop"};
 
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.substr(0, prefix.size()) == prefix;
-}
-
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
@@ -121,7 +117,7 @@ std::variant<MountOptions, MountOptionsError> parse_mount_options(std::string_vi
       if (item == word)
         return MountOptionsError{"mount option " + quoted(item) +
                                  " is for fstab and mount(8) only and means nothing to the kernel"};
-    if (starts_with(item, "x-") || starts_with(item, "comment=") || starts_with(item, "loop="))
+    if (item.starts_with("x-") || item.starts_with("comment=") || item.starts_with("loop="))
       return MountOptionsError{"mount option " + quoted(item) +
                                " is for fstab and mount(8) only and means nothing to the kernel"};
 

@@ -18,12 +18,12 @@ struct MountOptionsError {
   std::string message;  // names the option and what is wrong
 };
 
-// Parses "ro,noatime,compress=zstd". Known flag words (ro, rw, noatime,
-// atime, relatime, norelatime, strictatime, nodiratime, nodev, dev, nosuid,
-// suid, noexec, exec, sync, async, dirsync, lazytime, nolazytime, defaults)
-// become flags; the rest is passed as data. Empty items, and options that
-// make no sense for a gate (remount, bind, rbind, move, and user/users/owner
-// / noauto / auto which are fstab-only), are errors.
+// Parses "ro,noatime,compress=zstd". Known flag words (ro/rw, the atime
+// family, [no]diratime, [no]dev, [no]suid, [no]exec, sync/async, dirsync,
+// [no]lazytime, [no]symfollow, [no]iversion, defaults; the table is in
+// mount_options.cc) become flags; the rest is passed as data. Empty items,
+// words that change the kind of mount (remount, bind, move, propagation
+// flags) and fstab/mount(8)-only words (user, noauto, x-*, ...) are errors.
 std::variant<MountOptions, MountOptionsError> parse_mount_options(std::string_view text);
 
 // Joins data pieces with commas, skipping empty ones.

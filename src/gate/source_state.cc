@@ -17,15 +17,8 @@ SourceState evaluate_source(const devices::DeviceMap& map, const devices::Spec& 
   SourceState state;
   devices::Resolution resolution = map.resolve(spec);
   if (resolution.devices.empty()) {
-    // A device path may name a device that is known but not identified yet.
-    if (spec.kind == devices::SpecKind::path) {
-      for (const devices::Device* device : map.all())
-        if (device->kernel.node == spec.value && device->identity.state == devices::Identity::State::unprobed) {
-          state.kind = SourceState::Kind::unprobed;
-          state.detail = fmt::format("{} is being probed", spec.value);
-          return state;
-        }
-    }
+    // (A path spec resolves to its device whatever its state, so an
+    // unprobed one is handled below.)
     state.detail = fmt::format("no device matches {}", devices::to_string(spec));
     return state;
   }

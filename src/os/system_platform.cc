@@ -31,6 +31,15 @@ namespace {
   throw OsError(what + ": " + std::strerror(error_number), error_number);
 }
 
+// fail() with errno, read before the message is formatted: in
+// fail(fmt::format(...), errno) the order is unspecified and formatting
+// (an allocation) may change errno. Arguments must not touch errno either.
+template <typename... Args>
+[[noreturn]] void fail_errno(fmt::format_string<Args...> format, Args&&... args) {
+  int error_number = errno;
+  fail(fmt::format(format, std::forward<Args>(args)...), error_number);
+}
+
 // Closes a file descriptor when it goes out of scope.
 class Fd {
  public:
@@ -58,14 +67,14 @@ std::string read_file(const char* path) {
   int fd;
   do fd = open(path, O_RDONLY | O_CLOEXEC);
   while (fd < 0 && errno == EINTR);
-  if (fd < 0) fail(fmt::format("open {}", path), errno);
+  if (fd < 0) fail_errno("open {}", path);
   Fd guard(fd);
   std::string text;
   char buffer[16384];
   for (;;) {
     ssize_t n = read(fd, buffer, sizeof buffer);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail(fmt::format("read {}", path), errno);
+    if (n < 0) fail_errno("read {}", path);
     if (n == 0) return text;
     text.append(buffer, static_cast<std::size_t>(n));
   }
@@ -86,7 +95,7 @@ void make_directories(const std::filesystem::path& dir) {
     if (it->empty() || *it == "/" || *it == "." || *it == "..") continue;
     mode_t mode = it == last ? 0700 : 0755;
     if (::mkdir(prefix.c_str(), mode) == 0) {
-      if (::chmod(prefix.c_str(), mode) != 0) fail(fmt::format("chmod {:o} {}", mode, prefix.string()), errno);
+      if (::chmod(prefix.c_str(), mode) != 0) fail_errno("chmod {:o} {}", mode, prefix.native());
       continue;
     }
     int error = errno;
@@ -137,7 +146,7 @@ void SystemPlatform::unmount(const std::string& target, bool lazy) {
   // the unmount elsewhere.
   int flags = UMOUNT_NOFOLLOW | (lazy ? MNT_DETACH : 0);
   if (::umount2(target.c_str(), flags) != 0)
-    fail(fmt::format("unmount {}{}", lazy ? "(lazy) " : "", target), errno);
+    fail_errno("unmount {}{}", lazy ? "(lazy) " : "", target);
 }
 
 std::vector<MountEntry> SystemPlatform::mounts_at(const std::string& target) {
@@ -166,7 +175,7 @@ std::string SystemPlatform::lock_directory(const std::string& dir_name) {
   } else if (errno == ENOENT) {
     make_directories(dir);
   } else {
-    fail(fmt::format("lstat {}", dir), errno);
+    fail_errno("lstat {}", dir);
   }
 
   // From here on through the descriptor, so that a rename or symlink swap
@@ -182,10 +191,10 @@ std::string SystemPlatform::lock_directory(const std::string& dir_name) {
   // Locking the root of a mounted filesystem would lock the data disk itself
   // (and the immutable flag would stay on it): refuse.
   struct statx sx {};
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_MODE, &sx) != 0) fail(fmt::format("statx {}", dir), errno);
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_MODE, &sx) != 0) fail_errno("statx {}", dir);
   if ((sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
     throw OsError(fmt::format("lock_directory {}: a filesystem is mounted there", dir), EBUSY);
-  if (::fstat(fd, &st) != 0) fail(fmt::format("fstat {}", dir), errno);
+  if (::fstat(fd, &st) != 0) fail_errno("fstat {}", dir);
 
   int attributes = 0;
   bool supported = true;
@@ -200,10 +209,10 @@ std::string SystemPlatform::lock_directory(const std::string& dir_name) {
     // An immutable inode refuses chmod: lift the flag, chmod, set it again.
     int lifted = attributes & ~FS_IMMUTABLE_FL;
     if (::ioctl(fd, FS_IOC_SETFLAGS, &lifted) != 0)
-      fail(fmt::format("clear immutable attribute (FS_IOC_SETFLAGS) of {}", dir), errno);
+      fail_errno("clear immutable attribute (FS_IOC_SETFLAGS) of {}", dir);
   }
 
-  if (::fchmod(fd, 0) != 0) fail(fmt::format("chmod 000 {}", dir), errno);
+  if (::fchmod(fd, 0) != 0) fail_errno("chmod 000 {}", dir);
 
   if (supported) {
     int locked = attributes | FS_IMMUTABLE_FL;
@@ -263,8 +272,10 @@ Platform::Child SystemPlatform::spawn(const std::vector<std::string>& argv) {
 void SystemPlatform::signal_group(pid_t pgid, int signal) {
   // kill(-1) would signal every process we may signal, kill(0) our own group.
   if (pgid <= 1) throw OsError(fmt::format("kill process group {}: not a child's group", pgid), EINVAL);
-  if (::kill(-pgid, signal) != 0 && errno != ESRCH)
-    fail(fmt::format("kill process group {} ({})", pgid, signal_name(signal)), errno);
+  if (::kill(-pgid, signal) != 0 && errno != ESRCH) {
+    int error = errno;  // signal_name() formats, which may change errno
+    fail(fmt::format("kill process group {} ({})", pgid, signal_name(signal)), error);
+  }
 }
 
 std::optional<ExitStatus> SystemPlatform::reap(const Child& child) {
@@ -275,7 +286,7 @@ std::optional<ExitStatus> SystemPlatform::reap(const Child& child) {
     r = child.pidfd >= 0 ? ::waitid(p_pidfd, static_cast<id_t>(child.pidfd), &info, WEXITED | WNOHANG)
                          : ::waitid(P_PID, static_cast<id_t>(child.pid), &info, WEXITED | WNOHANG);
   } while (r != 0 && errno == EINTR);
-  if (r != 0) fail(fmt::format("waitid pid {}", child.pid), errno);
+  if (r != 0) fail_errno("waitid pid {}", child.pid);
   if (info.si_pid == 0) return std::nullopt;  // still running
 
   if (child.pidfd >= 0) ::close(child.pidfd);

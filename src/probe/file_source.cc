@@ -116,7 +116,10 @@ Bytes FileSource::read(std::uint64_t offset, std::size_t length) {
       ssize_t n = ::pread(fd_, chunk.data.data() + (filled - first), gap_end - filled, static_cast<off_t>(filled));
       ++read_calls_;
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw errno_error(path_, fmt::format("read at offset {} failed", filled).c_str(), errno);
+      if (n < 0) {
+        int error = errno;  // before fmt::format, which may change it
+        throw errno_error(path_, fmt::format("read at offset {} failed", filled).c_str(), error);
+      }
       if (n == 0) break;  // the file shrank under us
       filled += static_cast<std::uint64_t>(n);
       bytes_read_ += static_cast<std::uint64_t>(n);

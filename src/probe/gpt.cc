@@ -99,12 +99,6 @@ std::optional<Header> check_header(Source& source, Bytes sector, std::uint64_t l
   return header;
 }
 
-std::string trim_trailing_space(std::string text) {
-  while (!text.empty() && std::string_view(" \t\n\v\f\r").find(text.back()) != std::string_view::npos)
-    text.pop_back();
-  return text;
-}
-
 }  // namespace
 
 std::optional<PartitionTable> probe_gpt(Source& source, const Debug& debug) {
@@ -153,7 +147,8 @@ std::optional<PartitionTable> probe_gpt(Source& source, const Debug& debug) {
     part.size = end - start + 1;  // wraps when end < start, as in blkid
     part.type = guid_text(slice(entry, 0, 16));
     part.uuid = guid_text(slice(entry, 16, 16));
-    part.name = trim_trailing_space(utf16le_to_utf8(slice(entry, 56, 72), 36));
+    // utf16le_to_utf8 stops at U+0000, so label_text only trims trailing white space.
+    part.name = label_text(as_bytes(utf16le_to_utf8(slice(entry, 56, 72), 36)));
     part.flags = le64(entry, 48);
     table.entries.push_back(std::move(part));
   }

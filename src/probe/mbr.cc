@@ -4,6 +4,7 @@
 // odd, when it is GPT's protective MBR, or when it is really the boot sector
 // of a FAT, NTFS or exFAT filesystem (exFAT: blkid 2.39+).
 #include <array>
+#include <bit>
 #include <utility>
 #include <vector>
 
@@ -40,8 +41,6 @@ bool has_boot_signature(Bytes sector) {
 
 bool is_extended(std::uint8_t type) { return type == 0x05 || type == 0x0F || type == 0x85; }
 
-bool power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
-
 // blkid_probe_is_vfat(): the first of vfat's magics that matches decides
 // whether the extra checks of magic-less FATs apply, then the BPB must be sane.
 bool is_fat_boot_sector(Bytes s) {
@@ -74,9 +73,9 @@ bool is_fat_boot_sector(Bytes s) {
   std::uint8_t media = u8(s, 0x15);
   std::uint8_t cluster_size = u8(s, 0x0D);
   std::uint16_t sector_size = le16(s, 0x0B);
-  if (fats == 0 || reserved == 0 || !(media >= 0xF8 || media == 0xF0) || !power_of_two(cluster_size))
+  if (fats == 0 || reserved == 0 || !(media >= 0xF8 || media == 0xF0) || !std::has_single_bit(cluster_size))
     return false;
-  if (!power_of_two(sector_size) || sector_size < 512 || sector_size > 4096) return false;
+  if (!std::has_single_bit(sector_size) || sector_size < 512 || sector_size > 4096) return false;
 
   std::uint32_t dir_entries = le16(s, 0x11);
   std::uint32_t sectors = le16(s, 0x13);
@@ -99,10 +98,10 @@ bool is_fat_boot_sector(Bytes s) {
 bool is_ntfs_boot_sector(Source& source, Bytes s) {
   if (!has_magic(s, 3, "NTFS    ")) return false;
   std::uint32_t sector_size = le16(s, 0x0B);
-  if (sector_size < 256 || sector_size > 4096 || !power_of_two(sector_size)) return false;
+  if (sector_size < 256 || sector_size > 4096 || !std::has_single_bit(sector_size)) return false;
   std::uint8_t raw_spc = u8(s, 0x0D);
   std::uint32_t sectors_per_cluster;
-  if (power_of_two(raw_spc))
+  if (std::has_single_bit(raw_spc))
     sectors_per_cluster = raw_spc;
   else if (raw_spc >= 240 && raw_spc <= 249)
     sectors_per_cluster = 1u << (256 - raw_spc);
@@ -115,7 +114,7 @@ bool is_ntfs_boot_sector(Source& source, Bytes s) {
   auto clusters_per_record = static_cast<std::int8_t>(u8(s, 0x40));
   std::uint8_t raw_cpr = u8(s, 0x40);
   if (raw_cpr < 0xE1 || raw_cpr > 0xF7) {
-    if (!power_of_two(raw_cpr) || raw_cpr > 64) return false;
+    if (!std::has_single_bit(raw_cpr) || raw_cpr > 64) return false;
   }
   std::uint32_t record_size;
   if (clusters_per_record > 0) {

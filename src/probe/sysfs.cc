@@ -34,7 +34,7 @@ std::optional<PartitionLocation> partition_location(unsigned major, unsigned min
                                                     const std::string& dev_root) {
   std::error_code ec;
   fs::path device = fs::canonical(fs::path(sysfs_root) / "dev/block" / fmt::format("{}:{}", major, minor), ec);
-  if (ec || !fs::exists(device / "partition")) return std::nullopt;
+  if (ec || !fs::exists(device / "partition", ec)) return std::nullopt;
   auto start = read_number(device / "start");
   auto size = read_number(device / "size");
   fs::path parent = device.parent_path();

@@ -5,6 +5,7 @@
 // hostile BPBs are accepted or rejected exactly as blkid does.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <string_view>
 #include <vector>
 
@@ -44,8 +45,6 @@ constexpr std::array<Magic, 9> magics{{
     {0, "\xE9"},
     {0x1FE, "\x55\xAA"},
 }};
-
-bool is_power_of_2(std::uint32_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 using Label = std::array<std::byte, 11>;
 
@@ -154,8 +153,8 @@ std::optional<Superblock> probe_vfat(Source& source, const Debug& debug) {
   if (fats == 0) return reject("no FATs");
   if (reserved == 0) return reject("no reserved sectors");
   if (!(media >= 0xF8 || media == 0xF0)) return reject(fmt::format("media byte {:#04x}", media));
-  if (!is_power_of_2(cluster_size)) return reject(fmt::format("{} sectors per cluster", cluster_size));
-  if (!is_power_of_2(sector_size) || sector_size < 512 || sector_size > 4096)
+  if (!std::has_single_bit(cluster_size)) return reject(fmt::format("{} sectors per cluster", cluster_size));
+  if (!std::has_single_bit(sector_size) || sector_size < 512 || sector_size > 4096)
     return reject(fmt::format("{} bytes per sector", sector_size));
 
   // All 32-bit, wrapping like blkid's.

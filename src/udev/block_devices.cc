@@ -111,7 +111,7 @@ std::string_view to_string(UeventSource source) {
   return source == UeventSource::udev ? "udev" : "kernel";
 }
 
-UeventSource choose_source(SourceMode mode, bool udevd_control_exists) {
+UeventSource choose_source(SourceMode mode, bool udevd_running) {
   switch (mode) {
     case SourceMode::udev:
       return UeventSource::udev;
@@ -120,7 +120,7 @@ UeventSource choose_source(SourceMode mode, bool udevd_control_exists) {
     case SourceMode::automatic:
       break;
   }
-  return udevd_control_exists ? UeventSource::udev : UeventSource::kernel;
+  return udevd_running ? UeventSource::udev : UeventSource::kernel;
 }
 
 namespace {
@@ -178,10 +178,6 @@ BlockDevices::~BlockDevices() = default;
 BlockDevices::BlockDevices(BlockDevices&&) noexcept = default;
 BlockDevices& BlockDevices::operator=(BlockDevices&&) noexcept = default;
 
-UeventSource BlockDevices::source() const {
-  return impl_->source;
-}
-
 int BlockDevices::fd() const {
   return impl_->fd;
 }
@@ -237,7 +233,6 @@ Received BlockDevices::receive() {
     event.action = parse_action(event.action_name);
     event.device = kernel_device(dev.get(), event.action != Action::remove);
     event.media_change = str(udev_device_get_property_value(dev.get(), "DISK_MEDIA_CHANGE")) == "1";
-    event.seqnum = udev_device_get_seqnum(dev.get());
     out.events.push_back(std::move(event));
   }
   return out;

@@ -31,10 +31,11 @@ enum class SourceMode { automatic, udev, kernel };
 std::optional<SourceMode> parse_source_mode(std::string_view text);
 std::string_view to_string(UeventSource source);
 
-// Pure: an explicit mode wins; `automatic` takes udev when udevd's control
-// socket exists, kernel otherwise.
-UeventSource choose_source(SourceMode mode, bool udevd_control_exists);
-// The same, looking whether `udevd_control` (normally /run/udev/control) exists.
+// Pure: an explicit mode wins; `automatic` takes udev when udevd runs,
+// kernel otherwise.
+UeventSource choose_source(SourceMode mode, bool udevd_running);
+// The same, asking whether udevd accepts a connection on `udevd_control`
+// (normally /run/udev/control; the socket file outlives udevd).
 UeventSource choose_source(SourceMode mode, const std::string& udevd_control);
 
 enum class Action { add, change, remove, other };
@@ -48,7 +49,6 @@ struct Uevent {
   // DISK_MEDIA_CHANGE=1: the medium changed (card reader, optical). Whether
   // a plain change event changed the size is for the caller to compare.
   bool media_change = false;
-  std::uint64_t seqnum = 0;
 };
 
 struct Received {
@@ -72,7 +72,6 @@ class BlockDevices {
   BlockDevices(const BlockDevices&) = delete;
   BlockDevices& operator=(const BlockDevices&) = delete;
 
-  UeventSource source() const;
   // Readable when uevents are pending; poll it, then call receive().
   int fd() const;
 
