@@ -1,5 +1,7 @@
 #include "daemon/event_loop.h"
 
+#include "common/log.h"
+
 #include <poll.h>
 
 #include <algorithm>
@@ -28,6 +30,20 @@ EventLoop::TimerId EventLoop::add_timer(Clock::time_point when, std::function<vo
 
 void EventLoop::cancel_timer(TimerId id) { timers_.erase(id); }
 
+namespace {
+// A callback that throws is a bug or an OS failure we did not foresee; the
+// daemon goes on (the gate must still be able to stop the program and
+// unmount) and says what happened.
+template <typename Callback, typename... Args>
+void guarded(const Callback& callback, Args... args) {
+  try {
+    callback(args...);
+  } catch (const std::exception& e) {
+    log(Level::error, "internal error, carrying on: {}", e.what());
+  }
+}
+}  // namespace
+
 int EventLoop::run() {
   while (!stopped_) {
     std::vector<pollfd> fds;
@@ -51,13 +67,13 @@ int EventLoop::run() {
     if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
 
     // The bus first: it may have been woken for a timeout, not only for I/O.
-    if (has_dynamic) dynamic_dispatch_();
+    if (has_dynamic) guarded(dynamic_dispatch_);
     for (std::size_t i = has_dynamic ? 1 : 0; n > 0 && i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
       auto it = watches_.find(fds[i].fd);
       if (it != watches_.end()) {
         auto callback = it->second.on_ready;  // a callback may unwatch itself
-        callback(fds[i].revents);
+        guarded(callback, fds[i].revents);
       }
       if (stopped_) break;
     }
@@ -71,7 +87,7 @@ int EventLoop::run() {
       if (it == timers_.end()) continue;  // cancelled by an earlier callback
       auto callback = std::move(it->second.callback);
       timers_.erase(it);
-      callback();
+      guarded(callback);
     }
   }
   return *stopped_;

@@ -89,8 +89,21 @@ void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t toke
     return;
   }
   bool first = shared_->workers == 0;
-  ++shared_->workers;
-  std::thread(work, shared_, identify_, first).detach();
+  try {
+    std::thread(work, shared_, identify_, first).detach();
+    ++shared_->workers;
+  } catch (const std::system_error& e) {
+    // No thread to be had: an idle worker may still take the job; without
+    // any worker, answer now rather than leave it queued forever.
+    if (shared_->workers > 0) return;
+    shared_->jobs.pop_back();
+    devices::Identity identity;
+    identity.state = devices::Identity::State::unreadable;
+    identity.error = std::string("cannot start a probe thread: ") + e.what();
+    shared_->done.push_back(Result{device.name, token, std::move(identity)});
+    std::uint64_t one = 1;
+    (void)!::write(shared_->event_fd, &one, sizeof one);
+  }
 }
 
 std::vector<ProbeWorker::Result> ProbeWorker::collect() {
@@ -140,7 +153,7 @@ devices::Identity identify_device(const devices::KernelDevice& device) {
       register_btrfs_member(device.node);
   } catch (const probe::IoError& e) {
     identity.state = devices::Identity::State::unreadable;
-    identity.error = std::strerror(e.error_number);
+    identity.error = std::generic_category().message(e.error_number);  // thread-safe, unlike strerror
   }
   return identity;
 }

@@ -57,13 +57,23 @@ void Gate::update(const devices::DeviceMap& map) {
 }
 
 void Gate::evaluate() {
-  if (!map_ || shutting_down_ || evaluating_) return;
+  if (!map_ || shutting_down_) return;
+  // A step may ask for another look (a stop that finished at once); do it
+  // after this one, a bounded number of times, rather than recursing.
+  if (evaluating_) {
+    reevaluate_ = true;
+    return;
+  }
   evaluating_ = true;
-  struct Reset {
-    bool& flag;
-    ~Reset() { flag = false; }
-  } reset{evaluating_};
+  for (int round = 0; round < 4; ++round) {
+    reevaluate_ = false;
+    evaluate_once();
+    if (!reevaluate_ || shutting_down_) break;
+  }
+  evaluating_ = false;
+}
 
+void Gate::evaluate_once() {
   switch (status_.state) {
     case State::stopped:
     case State::stopping:
@@ -202,8 +212,22 @@ void Gate::mount(const SourceState& source, bool degraded) {
     set_state(State::failed);
     return;
   }
-  mounted_ = true;
   locked_ = false;
+  // A mount that does not show in the mount table (a racing unmount, a
+  // namespace mix-up) must not be retried in a loop: fail and say so.
+  bool visible = false;
+  try {
+    visible = !platform_.mounts_at(config_.target).empty();
+  } catch (const os::OsError& e) {
+    set_error(e.what());
+  }
+  if (!visible) {
+    set_error(fmt::format("{} is not mounted after mount(2) returned; not starting {}", config_.target,
+                          config_.argv.front()));
+    set_state(State::failed);
+    return;
+  }
+  mounted_ = true;
   mounted_members_ = source.members;
   mounted_uuid_ = source.fs_uuid;
   status_.degraded = degraded;
@@ -261,7 +285,14 @@ void Gate::start_program() {
 
 void Gate::on_child_exit() {
   if (!child_) return;
-  std::optional<os::ExitStatus> exit = platform_.reap(*child_);
+  std::optional<os::ExitStatus> exit;
+  try {
+    exit = platform_.reap(*child_);
+  } catch (const os::OsError& e) {
+    // The child cannot be waited for (it is gone): treat it as ended.
+    set_error(e.what());
+    exit = os::ExitStatus{true, SIGKILL};
+  }
   if (!exit) return;
   loop_.unwatch(child_->pidfd);
   pid_t pid = child_->pid;
@@ -328,14 +359,22 @@ void Gate::stop_program(std::function<void()> next) {
   set_state(State::stopping);
   stop_requested_ = true;
   after_child_exit_ = std::move(next);
-  platform_.signal_group(child_->pid, SIGTERM);
+  signal_program(SIGTERM);
   kill_timer_ = loop_.after(config_.stop_timeout, [this] {
     kill_timer_.reset();
     if (!child_) return;
     log(Level::warning, "gate: {} (pid {}) ignored SIGTERM for {} ms: sending SIGKILL", config_.argv.front(),
         child_->pid, config_.stop_timeout.count());
-    platform_.signal_group(child_->pid, SIGKILL);
+    signal_program(SIGKILL);
   });
+}
+
+void Gate::signal_program(int signal) {
+  try {
+    platform_.signal_group(child_->pid, signal);
+  } catch (const os::OsError& e) {
+    set_error(e.what());  // the kill timer still follows a failed SIGTERM
+  }
 }
 
 void Gate::unmount() {
@@ -455,7 +494,7 @@ void Gate::restart_program() {
 void Gate::reload_program() {
   if (!child_) return;
   log(Level::info, "gate: sending SIGHUP to {} (pid {})", config_.argv.front(), child_->pid);
-  platform_.signal_group(child_->pid, SIGHUP);
+  signal_program(SIGHUP);
 }
 
 void Gate::shutdown(std::function<void()> done) {

@@ -94,6 +94,9 @@ class Gate {
 
  private:
   void evaluate();
+  void evaluate_once();
+  // Sends `signal` to the program's process group; a failure is LastError.
+  void signal_program(int signal);
   void mount(const SourceState& source, bool degraded);
   void start_program();
   void on_child_exit();
@@ -133,6 +136,7 @@ class Gate {
   std::string mounted_uuid_;
   bool shutting_down_ = false;
   bool evaluating_ = false;
+  bool reevaluate_ = false;
 };
 
 }  // namespace diskgate::gate

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include <fmt/format.h>
 
@@ -20,7 +21,7 @@ namespace {
 constexpr std::uint64_t block = 4096;
 
 IoError errno_error(const std::string& path, const char* what, int error_number) {
-  return IoError(fmt::format("{}: {}: {}", path, what, std::strerror(error_number)), error_number);
+  return IoError(fmt::format("{}: {}: {}", path, what, std::generic_category().message(error_number)), error_number);
 }
 }  // namespace
 

@@ -55,3 +55,15 @@ TEST_CASE("device object paths escape what an object path element may not hold")
   CHECK(device_object_path("a_b") == "/org/diskgate1/devices/a_5fb");  // '_' itself is escaped: no collisions
   CHECK(device_object_path("") == "/org/diskgate1/devices/_");
 }
+
+TEST_CASE("event loop: a callback that throws is logged and the loop goes on") {
+  EventLoop loop;
+  bool later = false;
+  loop.add_timer(1ms, [] { throw std::runtime_error("callback failed"); });
+  loop.add_timer(5ms, [&] {
+    later = true;
+    loop.stop(3);
+  });
+  CHECK(loop.run() == 3);
+  CHECK(later);
+}
