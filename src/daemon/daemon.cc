@@ -146,13 +146,11 @@ void DeviceMonitor::on_written_nodes() {
   if (received.overflowed)
     for (const devices::Device* device : map_.all()) nodes.push_back(device->kernel.node);
   for (const std::string& node : nodes) {
-    for (const devices::Device* device : map_.all()) {
-      if (device->kernel.node != node) continue;
-      log(Level::debug, "{} was written to: probing again", node);
-      devices::KernelDevice kernel = device->kernel;
-      apply(devices::Upsert{kernel, true});
-      break;
-    }
+    const devices::Device* device = map_.find_node(node);
+    if (!device) continue;
+    log(Level::debug, "{} was written to: probing again", node);
+    devices::KernelDevice kernel = device->kernel;  // apply() may invalidate `device`
+    apply(devices::Upsert{kernel, true});
   }
 }
 

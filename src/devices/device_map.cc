@@ -335,6 +335,12 @@ const Device* DeviceMap::find(std::string_view name) const {
   return it == devices_.end() ? nullptr : &it->second.device;
 }
 
+const Device* DeviceMap::find_node(std::string_view node) const {
+  for (const auto& [name, entry] : devices_)
+    if (entry.device.kernel.node == node) return &entry.device;
+  return nullptr;
+}
+
 std::vector<const Device*> DeviceMap::all() const {
   std::vector<const Device*> out;
   for (const auto& [name, entry] : devices_) out.push_back(&entry.device);

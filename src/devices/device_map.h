@@ -166,6 +166,8 @@ class DeviceMap {
   std::vector<Change> apply(const Event& event);
 
   const Device* find(std::string_view name) const;
+  // The device whose node is `node` ("/dev/sda1"), if any.
+  const Device* find_node(std::string_view node) const;
   std::vector<const Device*> all() const;  // sorted by kernel name
   Resolution resolve(const Spec& spec) const;
   std::optional<FilesystemView> filesystem(std::string_view uuid) const;  // uuid in any case

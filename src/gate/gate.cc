@@ -21,11 +21,6 @@ std::string describe(const os::ExitStatus& status) {
                           : fmt::format("exited with status {}", status.code);
 }
 
-const devices::Device* device_by_node(const devices::DeviceMap& map, const std::string& node) {
-  for (const devices::Device* device : map.all())
-    if (device->kernel.node == node) return device;
-  return nullptr;
-}
 }  // namespace
 
 std::string_view to_string(State state) {
@@ -123,7 +118,7 @@ void Gate::evaluate_once() {
   }
   if (!mounts.empty()) {
     const os::MountEntry& top = mounts.back();
-    const devices::Device* there = device_by_node(*map_, top.source);
+    const devices::Device* there = map_->find_node(top.source);
     // Ours: the mounted device carries the filesystem the source names. Wait
     // for the rest of its members before adopting it.
     bool ours = there && !source.fs_uuid.empty() &&
@@ -412,7 +407,7 @@ void Gate::unmount() {
 
 bool Gate::members_still_there() const {
   for (const std::string& node : mounted_members_) {
-    const devices::Device* device = device_by_node(*map_, node);
+    const devices::Device* device = map_->find_node(node);
     if (!device || device->kernel.size_bytes == 0) return false;
     switch (device->identity.state) {
       case devices::Identity::State::unprobed:

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "probe/fat_common.h"
 #include "probe/probe.h"
 
 namespace diskgate::probe {
@@ -42,17 +43,6 @@ struct Geometry {
     return (std::uint64_t{fat_offset} << sector_shift) + std::uint64_t{cluster} * 4;
   }
 };
-
-// The exFAT boot checksum: every byte of sectors 0..10 but VolumeFlags
-// (106, 107) and PercentInUse (112), rotated right by one before each add.
-std::uint32_t boot_checksum(Bytes eleven_sectors) {
-  std::uint32_t sum = 0;
-  for (std::size_t i = 0; i < eleven_sectors.size(); ++i) {
-    if (i == 106 || i == 107 || i == 112) continue;
-    sum = ((sum << 31) | (sum >> 1)) + std::to_integer<std::uint32_t>(eleven_sectors[i]);
-  }
-  return sum;
-}
 
 // Returns why the boot sector is not exFAT, or "" when it passes.
 std::string boot_sector_problem(Bytes sb) {
@@ -133,7 +123,7 @@ std::optional<Superblock> probe_exfat(Source& source, const Debug& debug) {
   std::size_t sector = static_cast<std::size_t>(g.sector_size());
   if (sector > 512) boot = source.read(0, 12 * sector);
   if (boot.size() < 12 * sector) return reject("device ends inside the boot region");
-  std::uint32_t sum = boot_checksum(slice(boot, 0, 11 * sector));
+  std::uint32_t sum = exfat_boot_checksum(slice(boot, 0, 11 * sector));
   for (std::size_t at = 11 * sector; at < 12 * sector; at += 4) {
     if (le32(boot, at) != sum)
       return reject(fmt::format("boot region checksum {:08x} does not match {:08x} at byte {}", sum,

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "probe/fat_common.h"
 #include "probe/probe.h"
 
 namespace diskgate::probe {
@@ -41,57 +42,10 @@ bool has_boot_signature(Bytes sector) {
 
 bool is_extended(std::uint8_t type) { return type == 0x05 || type == 0x0F || type == 0x85; }
 
-// blkid_probe_is_vfat(): the first of vfat's magics that matches decides
-// whether the extra checks of magic-less FATs apply, then the BPB must be sane.
+// blkid_probe_is_vfat(): the same checks the vfat prober makes.
 bool is_fat_boot_sector(Bytes s) {
-  struct Magic {
-    std::string_view text;
-    std::size_t offset;
-  };
-  static constexpr std::array<Magic, 9> magics{{{"MSWIN", 0x52},
-                                                {"FAT32   ", 0x52},
-                                                {"MSDOS", 0x36},
-                                                {"FAT16   ", 0x36},
-                                                {"FAT12   ", 0x36},
-                                                {"FAT     ", 0x36},
-                                                {"\xEB", 0},
-                                                {"\xE9", 0},
-                                                {"\x55\xAA", 0x1FE}}};
-  const Magic* found = nullptr;
-  for (const Magic& magic : magics)
-    if (has_magic(s, magic.offset, magic.text)) {
-      found = &magic;
-      break;
-    }
-  if (!found) return false;
-  if (found->text.size() <= 2) {
-    if (!has_magic(s, 0x1FE, "\x55\xAA")) return false;
-    if (has_magic(s, 0x36, "JFS     ") || has_magic(s, 0x36, "HPFS    ")) return false;
-  }
-  std::uint8_t fats = u8(s, 0x10);
-  std::uint16_t reserved = le16(s, 0x0E);
-  std::uint8_t media = u8(s, 0x15);
-  std::uint8_t cluster_size = u8(s, 0x0D);
-  std::uint16_t sector_size = le16(s, 0x0B);
-  if (fats == 0 || reserved == 0 || !(media >= 0xF8 || media == 0xF0) || !std::has_single_bit(cluster_size))
-    return false;
-  if (!std::has_single_bit(sector_size) || sector_size < 512 || sector_size > 4096) return false;
-
-  std::uint32_t dir_entries = le16(s, 0x11);
-  std::uint32_t sectors = le16(s, 0x13);
-  if (sectors == 0) sectors = le32(s, 0x20);
-  std::uint32_t fat_length = le16(s, 0x16);
-  if (fat_length == 0) fat_length = le32(s, 0x24);
-  // 32-bit arithmetic that wraps, as blkid's does.
-  std::uint32_t fat_size = fat_length * fats;
-  std::uint32_t dir_size = (dir_entries * 32 + (sector_size - 1u)) / sector_size;
-  std::uint32_t clusters = (sectors - (reserved + fat_size + dir_size)) / cluster_size;
-  std::uint32_t max_clusters;
-  if (le16(s, 0x16) == 0 && le32(s, 0x24) != 0)
-    max_clusters = 0x0FFFFFF6;  // FAT32
-  else
-    max_clusters = clusters > 0xFF4 ? 0xFFF4 : 0xFF4;  // FAT16 : FAT12
-  return clusters <= max_clusters;
+  FatGeometry geometry;
+  return fat_boot_sector_problem(s, geometry).empty();
 }
 
 // blkid_probe_is_ntfs(): a sane NTFS BPB whose MFT records 0 and 3 say "FILE".
@@ -158,11 +112,7 @@ bool is_exfat_boot_sector(Source& source, Bytes s) {
   std::size_t sector_size = std::size_t{1} << sector_shift;
   Bytes region = source.read(0, 12 * sector_size);
   if (region.size() < 12 * sector_size) return false;
-  std::uint32_t sum = 0;
-  for (std::size_t i = 0; i < 11 * sector_size; ++i) {
-    if (i == 106 || i == 107 || i == 112) continue;
-    sum = ((sum & 1) ? 0x80000000u : 0u) + (sum >> 1) + std::to_integer<std::uint32_t>(region[i]);
-  }
+  std::uint32_t sum = exfat_boot_checksum(slice(region, 0, 11 * sector_size));
   for (std::size_t at = 11 * sector_size; at < 12 * sector_size; at += 4)
     if (le32(region, at) != sum) return false;
   return true;

@@ -42,17 +42,18 @@ std::string tag_value(const Tags& tags, std::string_view name) {
 std::span<const SuperblockProber> superblock_probers() { return superblock_table; }
 std::span<const PartitionTableProber> partition_table_probers() { return partition_table_table; }
 
+std::optional<PartitionTable> probe_partition_table(Source& source, const Debug& debug) {
+  for (const PartitionTableProber& prober : partition_table_probers())
+    if (auto found = run_prober(prober, source, debug)) return found;
+  return std::nullopt;
+}
+
 Report probe_source(Source& source, const Debug& debug) {
   Report report;
   for (const SuperblockProber& prober : superblock_probers()) {
     if (auto found = run_prober(prober, source, debug)) report.superblocks.push_back(std::move(*found));
   }
-  for (const PartitionTableProber& prober : partition_table_probers()) {
-    if (auto found = run_prober(prober, source, debug)) {
-      report.table = std::move(found);
-      break;
-    }
-  }
+  report.table = probe_partition_table(source, debug);
   return report;
 }
 

@@ -113,6 +113,9 @@ struct Report {
   bool found() const { return !superblocks.empty() || table || entry; }
 };
 
+// The first partition table any prober finds on `source`.
+std::optional<PartitionTable> probe_partition_table(Source& source, const Debug& debug);
+
 // Runs every superblock and partition-table prober over `source`.
 // Throws IoError when the device cannot be read.
 Report probe_source(Source& source, const Debug& debug);

@@ -13,19 +13,11 @@ void add_partition_entry(Report& report, const FileSource& device, const Debug& 
   auto location = partition_location(device.major(), device.minor(), sysfs_root);
   if (!location) return;
   FileSource parent(location->parent_path);
-  for (const PartitionTableProber& prober : partition_table_probers()) {
-    std::optional<PartitionTable> table;
-    try {
-      table = prober.probe(parent, debug);
-    } catch (const OutOfBounds& e) {
-      if (debug) debug(fmt::format("{} on {}: {}", prober.name, location->parent_path, e.what()));
-    }
-    if (!table) continue;
-    report.entry = find_entry(*table, location->start, location->size);
-    report.entry_scheme = table->type;
-    report.entry_disk = fmt::format("{}:{}", location->parent_major, location->parent_minor);
-    return;
-  }
+  auto table = probe_partition_table(parent, debug);
+  if (!table) return;
+  report.entry = find_entry(*table, location->start, location->size);
+  report.entry_scheme = table->type;
+  report.entry_disk = fmt::format("{}:{}", location->parent_major, location->parent_minor);
 }
 }  // namespace
 

@@ -5,12 +5,12 @@
 // hostile BPBs are accepted or rejected exactly as blkid does.
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "probe/fat_common.h"
 #include "probe/probe.h"
 
 namespace diskgate::probe {
@@ -19,7 +19,6 @@ namespace {
 
 constexpr std::uint32_t fat12_max = 0xFF4;
 constexpr std::uint32_t fat16_max = 0xFFF4;
-constexpr std::uint32_t fat32_max = 0x0FFFFFF6;
 // blkid's loop counter starts at 100 and is pre-decremented: 99 clusters.
 constexpr int fat32_max_root_clusters = 99;
 // blkid reads directory entries one by one on devices up to this size
@@ -27,24 +26,6 @@ constexpr int fat32_max_root_clusters = 99;
 constexpr std::uint64_t tiny_device = 1440 * 1024;
 constexpr std::size_t dir_entry_size = 32;
 constexpr std::string_view no_name = "NO NAME    ";
-
-struct Magic {
-  std::size_t offset;
-  std::string_view text;
-};
-// In blkid's order; the first that matches decides whether the weak-magic
-// checks apply.
-constexpr std::array<Magic, 9> magics{{
-    {0x52, "MSWIN"},
-    {0x52, "FAT32   "},
-    {0x36, "MSDOS"},
-    {0x36, "FAT16   "},
-    {0x36, "FAT12   "},
-    {0x36, "FAT     "},
-    {0, "\xEB"},
-    {0, "\xE9"},
-    {0x1FE, "\x55\xAA"},
-}};
 
 using Label = std::array<std::byte, 11>;
 
@@ -120,55 +101,18 @@ std::optional<Superblock> probe_vfat(Source& source, const Debug& debug) {
   // filesystem at all on a device of 1 KiB or less.
   Bytes head = source.read(0, 4096);
   if (head.size() <= 1024) return std::nullopt;
-  const Magic* magic = nullptr;
-  for (const Magic& m : magics) {
-    if (has_magic(head, m.offset, m.text)) {
-      magic = &m;
-      break;
-    }
-  }
-  if (!magic) return std::nullopt;
   Bytes bs = slice(head, 0, 512);
   auto reject = [&](std::string_view why) -> std::optional<Superblock> {
     if (debug) debug(fmt::format("vfat: {}", why));
     return std::nullopt;
   };
-
-  if (magic->text.size() <= 2) {
-    // A jump instruction or 55 AA alone is weak evidence: every MBR has them.
-    if (!has_magic(bs, 0x1FE, "\x55\xAA")) return reject("weak magic without 55 AA signature");
-    // OS/2 puts FAT-like pseudo boot sectors on JFS and HPFS volumes.
-    if (has_magic(bs, 0x36, "JFS     ") || has_magic(bs, 0x36, "HPFS    "))
-      return reject("JFS/HPFS pseudo boot sector");
+  FatGeometry g;
+  if (std::string problem = fat_boot_sector_problem(bs, g); !problem.empty()) {
+    if (problem == "no FAT magic") return std::nullopt;  // not even a candidate
+    return reject(problem);
   }
-
-  const std::uint8_t cluster_size = u8(bs, 0x0D);
-  const std::uint16_t reserved = le16(bs, 0x0E);
-  const std::uint8_t fats = u8(bs, 0x10);
-  const std::uint8_t media = u8(bs, 0x15);
-  const std::uint16_t sector_size = le16(bs, 0x0B);
-  const std::uint16_t fat_length16 = le16(bs, 0x16);
-  const std::uint32_t fat_length32 = le32(bs, 0x24);
-  // exFAT (bytes 11..63 zero) and NTFS (no FATs, no reserved sectors) stop here.
-  if (fats == 0) return reject("no FATs");
-  if (reserved == 0) return reject("no reserved sectors");
-  if (!(media >= 0xF8 || media == 0xF0)) return reject(fmt::format("media byte {:#04x}", media));
-  if (!std::has_single_bit(cluster_size)) return reject(fmt::format("{} sectors per cluster", cluster_size));
-  if (!std::has_single_bit(sector_size) || sector_size < 512 || sector_size > 4096)
-    return reject(fmt::format("{} bytes per sector", sector_size));
-
-  // All 32-bit, wrapping like blkid's.
-  const std::uint32_t dir_entries = le16(bs, 0x11);
-  std::uint32_t sectors = le16(bs, 0x13);
-  if (sectors == 0) sectors = le32(bs, 0x20);
-  const std::uint32_t fat_length = fat_length16 != 0 ? fat_length16 : fat_length32;
-  const std::uint32_t fat_size = fat_length * fats;
-  const std::uint32_t dir_size = (dir_entries * dir_entry_size + (sector_size - 1u)) / sector_size;
-  const std::uint32_t clusters =
-      (sectors - (static_cast<std::uint32_t>(reserved) + fat_size + dir_size)) / cluster_size;
-  const bool fat32 = fat_length16 == 0 && fat_length32 != 0;
-  const std::uint32_t max_clusters = fat32 ? fat32_max : clusters > fat12_max ? fat16_max : fat12_max;
-  if (clusters > max_clusters) return reject(fmt::format("{} clusters is too many", clusters));
+  const auto [cluster_size, reserved, fats, sector_size, fat_length16, fat_length32, fat_size, dir_entries,
+              clusters] = g;
   if (is_bitlocker(source, bs)) return reject("BitLocker volume");
 
   Superblock result;
