@@ -119,10 +119,10 @@ void Gate::evaluate_once() {
   if (!mounts.empty()) {
     const os::MountEntry& top = mounts.back();
     const devices::Device* there = map_->find_node(top.source);
+    std::string there_uuid = there ? probe::tag_value(there->identity.tags, "UUID") : "";
     // Ours: the mounted device carries the filesystem the source names. Wait
     // for the rest of its members before adopting it.
-    bool ours = there && !source.fs_uuid.empty() &&
-                devices::fold_uuid(probe::tag_value(there->identity.tags, "UUID")) == devices::fold_uuid(source.fs_uuid);
+    bool ours = !there_uuid.empty() && devices::fold_uuid(there_uuid) == devices::fold_uuid(source.fs_uuid);
     if (ours && source.kind != SourceState::Kind::ready) {
       set_state(State::waiting);
       return;
@@ -141,9 +141,8 @@ void Gate::evaluate_once() {
     }
     if (there && there->identity.state == devices::Identity::State::unprobed) return;  // decide once probed
     if (source.kind == SourceState::Kind::unprobed) return;
-    std::string what = there && !probe::tag_value(there->identity.tags, "UUID").empty()
-                           ? fmt::format("{} ({}, UUID={})", top.source, top.fstype, probe::tag_value(there->identity.tags, "UUID"))
-                           : fmt::format("{} ({})", top.source, top.fstype);
+    std::string what = there_uuid.empty() ? fmt::format("{} ({})", top.source, top.fstype)
+                                          : fmt::format("{} ({}, UUID={})", top.source, top.fstype, there_uuid);
     set_error(fmt::format("{} already has {} mounted, which is not {}; refusing to mount over it", config_.target,
                           what, config_.source_text));
     set_state(State::failed);
