@@ -145,8 +145,6 @@ trap 'exit 143' TERM
 # shellcheck source=../lib/checks.sh
 source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
-new_uuid() { cat /proc/sys/kernel/random/uuid; }
 
 # attach IMAGE: prints the loop device.
 attach() {

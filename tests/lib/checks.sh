@@ -1,5 +1,5 @@
-# Sourced by the shell integration tests: TAP-like check lines and bounded
-# waits. Counts in PASSED and FAILED.
+# Sourced by the shell integration tests: TAP-like check lines, bounded
+# waits and fresh names. Counts in PASSED and FAILED.
 PASSED=0 FAILED=0
 ok() {
 	echo "ok - $*"
@@ -35,3 +35,6 @@ wait_until() {
 	done
 	return 0
 }
+# Names unique to this run: other tests may attach images at the same time.
+rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+new_uuid() { cat /proc/sys/kernel/random/uuid; }
