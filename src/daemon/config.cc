@@ -1,9 +1,10 @@
 #include "daemon/config.h"
 
-#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "devices/spec.h"
 
@@ -26,6 +27,67 @@ std::optional<std::chrono::milliseconds> seconds_option(const std::string& name,
   return std::nullopt;
 }
 
+// One option of diskgated's command line. CLI11, used by diskgatectl, is
+// not linked here: it was a quarter of the daemon's code, and the daemon's
+// resident memory is a goal (bench/hotplug).
+struct Option {
+  const char* name;
+  std::string* value;  // nullptr: a flag, set through `flag`
+  std::vector<std::string_view> choices;
+  const char* help;
+  bool* flag = nullptr;
+  bool given = false;
+};
+
+std::string help_text(const std::vector<Option>& options) {
+  std::string text =
+      "diskgated: live block device map, and a gate that mounts a filesystem once complete and runs rest-server on "
+      "it\nUsage: diskgated [OPTIONS] [-- PROGRAM ARGUMENTS...]\n\nOptions:\n  -h, --help\n      Print this help "
+      "message and exit\n";
+  for (const Option& option : options) {
+    std::string usage = option.name;
+    if (option.value) usage += option.choices.empty() ? " VALUE" : fmt::format(" {{{}}}", fmt::join(option.choices, ","));
+    text += fmt::format("  {}\n      {}\n", usage, option.help);
+  }
+  return text + "\nEverything after -- goes to the program unchanged.\n";
+}
+
+// Fills the options from `args`: --name VALUE, --name=VALUE or a flag.
+std::optional<ConfigError> parse_options(const std::vector<std::string>& args, std::vector<Option>& options,
+                                         bool& help) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      help = true;
+      return std::nullopt;
+    }
+    if (arg.empty() || arg[0] != '-')
+      return ConfigError{fmt::format("unexpected argument {}: the program and its arguments go after --", arg)};
+    std::size_t equals = arg.find('=');
+    std::string name = arg.substr(0, equals);
+    auto option = std::find_if(options.begin(), options.end(), [&](const Option& o) { return name == o.name; });
+    if (option == options.end()) return ConfigError{fmt::format("unknown option {} (see --help)", name)};
+    if (option->given) return ConfigError{fmt::format("{} is given twice", name)};
+    option->given = true;
+    if (!option->value) {
+      if (equals != std::string::npos) return ConfigError{fmt::format("{} takes no value", name)};
+      *option->flag = true;
+      continue;
+    }
+    if (equals != std::string::npos) {
+      *option->value = arg.substr(equals + 1);
+    } else if (i + 1 < args.size()) {
+      *option->value = args[++i];
+    } else {
+      return ConfigError{fmt::format("{} needs a value", name)};
+    }
+    const auto& choices = option->choices;
+    if (!choices.empty() && std::find(choices.begin(), choices.end(), *option->value) == choices.end())
+      return ConfigError{fmt::format("{} {}: expected one of {}", name, *option->value, fmt::join(choices, ", "))};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::string>& args, const Environment& env) {
@@ -41,42 +103,31 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
   std::string fstype = from_env("MNT_FSTYPE"), data = from_env("MNT_DATA");
   std::string options, exec, restart = "always", stop_timeout = "10", degraded_after;
 
-  CLI::App app{"diskgated: live block device map, and a gate that mounts a filesystem once complete and runs "
-               "rest-server on it",
-               "diskgated"};
-  app.add_option("--uevents", config.uevents, "Where hotplug events come from: auto, udev or kernel")
-      ->check(CLI::IsMember({"auto", "udev", "kernel"}));
-  app.add_option("--bus", config.bus, "D-Bus to serve on: system, session or an address (unix:path=...)");
-  app.add_flag("--no-bus", config.no_bus, "Serve no D-Bus (appliances without one)");
-  app.add_option("--log-level", config.log_level, "error, warning, notice, info or debug")
-      ->check(CLI::IsMember({"error", "warning", "notice", "info", "debug"}));
-  app.add_option("--source", source, "What to mount: UUID=, LABEL=, PARTUUID=, PARTLABEL=, a UUID or /dev path "
-                                     "(default: $MNT_SOURCE)");
-  app.add_option("--target", target, "Mount point, created 0700 when missing (default: $MNT_TARGET)");
-  app.add_option("--fstype", fstype, "Expected filesystem type; refused when the probe disagrees (default: "
-                                     "$MNT_FSTYPE, else the probed type)");
-  app.add_option("--options", options, "mount(8)-style options: ro, noatime, nodev, ..., the rest as data");
-  app.add_option("--data", data, "Raw filesystem data appended to the options (default: $MNT_DATA)");
-  app.add_option("--exec", exec, "The program to run on the mounted filesystem (default: rest-server)");
-  app.add_option("--restart", restart, "Restart the program: always, on-failure or no")
-      ->check(CLI::IsMember({"always", "on-failure", "no"}));
-  app.add_option("--stop-timeout", stop_timeout, "Seconds between SIGTERM and SIGKILL (default 10)");
-  app.add_option("--degraded-after", degraded_after,
-                 "Mount a btrfs with members missing, degraded, after this many seconds (default: never)");
-  app.footer("Everything after -- goes to the program unchanged.");
-
-  std::vector<std::string> reversed(own.rbegin(), own.rend());
-  try {
-    app.parse(reversed);
-  } catch (const CLI::CallForHelp&) {
-    config.help = true;
-    config.help_text = app.help();
+  std::vector<Option> table{
+      {"--uevents", &config.uevents, {"auto", "udev", "kernel"}, "Where hotplug events come from (default: auto)"},
+      {"--bus", &config.bus, {}, "D-Bus to serve on: system, session or an address (unix:path=...)"},
+      {"--no-bus", nullptr, {}, "Serve no D-Bus (appliances without one)", &config.no_bus},
+      {"--log-level", &config.log_level, {"error", "warning", "notice", "info", "debug"}, "Default: info"},
+      {"--source", &source, {},
+       "What to mount: UUID=, LABEL=, PARTUUID=, PARTLABEL=, a UUID or /dev path (default: $MNT_SOURCE)"},
+      {"--target", &target, {}, "Mount point, created 0700 when missing (default: $MNT_TARGET)"},
+      {"--fstype", &fstype, {},
+       "Expected filesystem type; refused when the probe disagrees (default: $MNT_FSTYPE, else the probed type)"},
+      {"--options", &options, {}, "mount(8)-style options: ro, noatime, nodev, ..., the rest as data"},
+      {"--data", &data, {}, "Raw filesystem data appended to the options (default: $MNT_DATA)"},
+      {"--exec", &exec, {}, "The program to run on the mounted filesystem (default: rest-server)"},
+      {"--restart", &restart, {"always", "on-failure", "no"}, "Restart the program (default: always)"},
+      {"--stop-timeout", &stop_timeout, {}, "Seconds between SIGTERM and SIGKILL (default: 10)"},
+      {"--degraded-after", &degraded_after, {},
+       "Mount a btrfs with members missing, degraded, after this many seconds (default: never)"},
+  };
+  if (auto error = parse_options(own, table, config.help)) return *error;
+  if (config.help) {
+    config.help_text = help_text(table);
     return config;
-  } catch (const CLI::ParseError& e) {
-    return ConfigError{e.what()};
   }
 
-  config.bus_given = app.count("--bus") > 0;
+  config.bus_given = std::any_of(table.begin(), table.end(), [](const Option& o) { return o.given && o.name == std::string_view("--bus"); });
   if (source.empty()) {
     if (!target.empty() || !exec.empty() || has_dashdash)
       return ConfigError{"--target, --exec and a program after -- need --source (or MNT_SOURCE)"};

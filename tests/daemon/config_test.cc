@@ -101,10 +101,24 @@ TEST_CASE("config: bad arguments are named in the error") {
   CHECK_THAT(error({"--frobnicate"}), Catch::Contains("frobnicate"));
 }
 
+TEST_CASE("config: option syntax") {
+  CHECK(ok({"--bus=unix:path=/run/x=y"}).bus == "unix:path=/run/x=y");
+  CHECK(ok({"--no-bus"}).no_bus);
+  CHECK_FALSE(ok({}).no_bus);
+  CHECK(ok({"--log-level", "debug"}).log_level == "debug");
+  CHECK_THAT(error({"--bus"}), Catch::Contains("--bus needs a value"));
+  CHECK_THAT(error({"--bus", "a", "--bus", "b"}), Catch::Contains("--bus is given twice"));
+  CHECK_THAT(error({"--no-bus=yes"}), Catch::Contains("--no-bus takes no value"));
+  CHECK_THAT(error({"--uevents", "netlink"}), Catch::Contains("--uevents netlink") && Catch::Contains("kernel"));
+  CHECK_THAT(error({"rest-server"}), Catch::Contains("unexpected argument rest-server"));
+  CHECK_THAT(error({"-v"}), Catch::Contains("unknown option -v"));
+}
+
 TEST_CASE("config: --help is not an error") {
   auto config = ok({"--help"});
   CHECK(config.help);
-  CHECK_THAT(config.help_text, Catch::Contains("--source"));
+  CHECK_THAT(config.help_text, Catch::Contains("--source") && Catch::Contains("{auto,udev,kernel}"));
+  CHECK(ok({"--source", "LABEL=x", "-h"}).help);
 }
 
 TEST_CASE("find_program searches PATH, then /usr/local/bin and /user") {
