@@ -1,6 +1,6 @@
 #include "dbus/service.h"
 
-#include <filesystem>
+#include <cstdlib>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -32,9 +32,10 @@ devices::Spec checked_spec(const std::string& text) {
   if (auto* error = std::get_if<devices::SpecError>(&parsed)) throw sdbus::Error(invalid_args, error->message);
   auto spec = std::get<devices::Spec>(parsed);
   if (spec.kind == devices::SpecKind::path) {
-    std::error_code ec;
-    auto real = std::filesystem::canonical(spec.value, ec);
-    if (!ec) spec.value = real.string();
+    if (char* real = ::realpath(spec.value.c_str(), nullptr)) {
+      spec.value = real;
+      std::free(real);
+    }
   }
   return spec;
 }

@@ -13,10 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -55,12 +56,29 @@ class Fd {
   int fd_;
 };
 
-// "/srv/backup/" and "/srv//backup" name the same mount point as the kernel's
-// "/srv/backup"; no symlinks are resolved.
+// "/srv/backup/", "/srv//backup" and "/srv/./x/../backup" name the same
+// mount point as the kernel's "/srv/backup"; no symlinks are resolved.
+std::vector<std::string> path_components(const std::string& path) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t end = std::min(path.find('/', start), path.size());
+    std::string part = path.substr(start, end - start);
+    if (part == "..") {
+      if (!parts.empty() && parts.back() != "..") parts.pop_back();
+      else if (path.empty() || path.front() != '/') parts.push_back(part);
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    start = end + 1;
+  }
+  return parts;
+}
+
 std::string normalize(const std::string& path) {
-  std::string out = std::filesystem::path(path).lexically_normal().string();
-  while (out.size() > 1 && out.back() == '/') out.pop_back();
-  return out;
+  std::string out = !path.empty() && path.front() == '/' ? "/" : "";
+  for (const std::string& part : path_components(path)) out += (out.empty() || out == "/" ? "" : "/") + part;
+  return out.empty() ? "." : out;
 }
 
 std::string read_file(const char* path) {
@@ -85,26 +103,28 @@ std::string signal_name(int signal) {
   return fmt::format("signal {}", signal);
 }
 
-// mkdir -p: missing parents 0755, the last component 0700. Modes are set
-// explicitly after mkdir so that the umask does not change them.
-void make_directories(const std::filesystem::path& dir) {
-  std::filesystem::path prefix;
-  auto last = std::prev(dir.end());
-  for (auto it = dir.begin(); it != dir.end(); ++it) {
-    prefix /= *it;
-    if (it->empty() || *it == "/" || *it == "." || *it == "..") continue;
-    mode_t mode = it == last ? 0700 : 0755;
+// mkdir -p of a normalized path: missing parents 0755, the last component
+// 0700. Modes are set explicitly after mkdir so that the umask does not
+// change them.
+void make_directories(const std::string& dir) {
+  std::vector<std::string> parts = path_components(dir);
+  std::string prefix = !dir.empty() && dir.front() == '/' ? "" : ".";
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    prefix += "/" + parts[i];
+    if (parts[i] == "..") continue;
+    bool last = i + 1 == parts.size();
+    mode_t mode = last ? 0700 : 0755;
     if (::mkdir(prefix.c_str(), mode) == 0) {
-      if (::chmod(prefix.c_str(), mode) != 0) fail_errno("chmod {:o} {}", mode, prefix.native());
+      if (::chmod(prefix.c_str(), mode) != 0) fail_errno("chmod {:o} {}", mode, prefix);
       continue;
     }
     int error = errno;
-    if (error != EEXIST) fail(fmt::format("mkdir {}", prefix.string()), error);
+    if (error != EEXIST) fail(fmt::format("mkdir {}", prefix), error);
     // It exists: fine for a parent that is (or leads to) a directory, as
     // mkdir -p; the last component is checked by the caller.
     struct stat st {};
-    if (it != last && (::stat(prefix.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
-      fail(fmt::format("mkdir {}: {} is not a directory", dir.string(), prefix.string()), ENOTDIR);
+    if (!last && (::stat(prefix.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+      fail(fmt::format("mkdir {}: {} is not a directory", dir, prefix), ENOTDIR);
   }
 }
 

@@ -9,9 +9,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <system_error>
 #include <utility>
+
+#include "probe/sysfs.h"
 
 namespace diskgate::udev {
 namespace {
@@ -48,15 +49,6 @@ std::string_view dirname(std::string_view path) {
   return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
 }
 
-// A sysfs attribute holding one unsigned decimal; nullopt when unreadable
-// (the device went away) or not a number.
-std::optional<std::uint64_t> read_sysfs_number(const std::string& path) {
-  std::ifstream in(path);
-  std::uint64_t value = 0;
-  if (!(in >> value)) return std::nullopt;
-  return value;
-}
-
 // What the device itself says (uevent properties, whichever source); sysfs
 // only when the device still exists.
 devices::KernelDevice kernel_device(udev_device* dev, bool sysfs_present) {
@@ -76,8 +68,8 @@ devices::KernelDevice kernel_device(udev_device* dev, bool sysfs_present) {
   if (partition) out.parent = kernel_name(disk_dir);
   if (sysfs_present) {
     // The size attribute counts 512-byte sectors whatever the logical block size.
-    out.size_bytes = read_sysfs_number(out.syspath + "/size").value_or(0) * 512;
-    out.removable = read_sysfs_number(disk_dir + "/removable").value_or(0) != 0;
+    out.size_bytes = probe::read_sysfs_number(out.syspath + "/size").value_or(0) * 512;
+    out.removable = probe::read_sysfs_number(disk_dir + "/removable").value_or(0) != 0;
   }
   return out;
 }

@@ -205,8 +205,10 @@ TEST_CASE("lock_directory creates a missing directory locked: mode 000, immutabl
   CHECK(err == EPERM);
   CHECK(mkdir((dir + "/sub").c_str(), 0700) != 0);
 
-  SECTION("locking again changes nothing") {
+  SECTION("locking again changes nothing, also through an unnormalized path") {
     CHECK(platform.lock_directory(dir + "/") == "");
+    CHECK(platform.lock_directory(tmp / "srv/./x/..//backup/disk") == "");
+    CHECK(access((tmp / "srv/x").c_str(), F_OK) != 0);
     CHECK(mode_of(dir) == 0);
     CHECK((attributes_of(dir) & FS_IMMUTABLE_FL) != 0);
   }
