@@ -173,27 +173,20 @@ class Service::DeviceObject final
     return device ? *device : gone;
   }
   std::string tag(std::string_view name) const { return probe::tag_value(device().identity.tags, name); }
-  const probe::BtrfsMember* member() const { return devices::btrfs_member(device()); }
 
-  std::string Name() override { return device().kernel.name; }
   std::string Node() override { return device().kernel.node; }
-  std::string SysPath() override { return device().kernel.syspath; }
-  uint32_t Major() override { return device().kernel.major; }
-  uint32_t Minor() override { return device().kernel.minor; }
-  uint64_t Size() override { return device().kernel.size_bytes; }
   std::string Parent() override { return device().kernel.parent; }
-  bool Removable() override { return device().kernel.removable; }
+  uint64_t Size() override { return device().kernel.size_bytes; }
   std::string State() override { return state_name(device().identity.state); }
   std::string Error() override { return device().identity.error; }
   std::string Type() override { return tag("TYPE"); }
   std::string Uuid() override { return tag("UUID"); }
-  std::string UuidSub() override { return tag("UUID_SUB"); }
   std::string Label() override { return tag("LABEL"); }
-  std::string PartUuid() override { return tag("PARTUUID"); }
-  std::string PartLabel() override { return tag("PARTLABEL"); }
   std::map<std::string, std::string> Tags() override { return tag_map(device()); }
-  uint64_t BtrfsDevid() override { return member() ? member()->devid : 0; }
-  uint64_t BtrfsDevices() override { return member() ? member()->num_devices : 0; }
+  uint64_t BtrfsDevid() override {
+    const probe::BtrfsMember* member = devices::btrfs_member(device());
+    return member ? member->devid : 0;
+  }
 
   const devices::DeviceMap& map_;
   std::string name_;

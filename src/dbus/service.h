@@ -23,7 +23,9 @@ using Dict = std::map<std::string, sdbus::Variant>;
 // code and end the daemon, so it is rethrown as org.freedesktop.DBus.Error.Failed.
 void report_failures(const std::function<void()>& action);
 
-// The properties of org.diskgate1.Device, as one dictionary.
+// A device as ListDevices() and the DeviceAdded/DeviceChanged signals give
+// it: the org.diskgate1.Device properties plus the kernel details and the
+// btrfs numbers the objects leave out.
 Dict device_dict(const devices::Device& device);
 Dict filesystem_dict(const devices::FilesystemView& view);
 

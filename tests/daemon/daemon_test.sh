@@ -134,6 +134,10 @@ dg_prop() {
 	busctl --address="$BUS" --json=short get-property org.diskgate1 "/org/diskgate1/devices/$1" \
 		org.diskgate1.Device "$2" 2>/dev/null | jq -r .data
 }
+dg_tag() {
+	busctl --address="$BUS" --json=short get-property org.diskgate1 "/org/diskgate1/devices/$1" \
+		org.diskgate1.Device Tags 2>/dev/null | jq -r --arg t "$2" '.data[$t]'
+}
 resolve() { "$DISKGATECTL" --bus "$BUS" resolve "$1" 2>/dev/null; }
 resolve_all() { "$DISKGATECTL" --bus "$BUS" resolve-all "$1" 2>/dev/null | paste -sd' '; }
 # The D-Bus error name a Manager call ends with ("" when it succeeds).
@@ -325,6 +329,13 @@ simple_fs() {
 	check "$name: object /org/diskgate1/devices/$kname has Uuid, Type, Label, Node, State" \
 		"$uuid $type $label $node identified" \
 		"$(dg_prop "$kname" Uuid) $(dg_prop "$kname" Type) $(dg_prop "$kname" Label) $(dg_prop "$kname" Node) $(dg_prop "$kname" State)"
+	check "$name: the object's properties are the documented ten" \
+		"BtrfsDevid,Error,Label,Node,Parent,Size,State,Tags,Type,Uuid" \
+		"$(busctl --address="$BUS" --json=short call org.diskgate1 "/org/diskgate1/devices/$kname" \
+			org.freedesktop.DBus.Properties GetAll s org.diskgate1.Device | jq -r '.data[0] | keys | join(",")')"
+	check "$name: ListDevices gives $node those and the kernel details" "$kname /sys/ 7 true" \
+		"$(dg_call ListDevices | jq -r --arg n "$node" '.data[0][] | select(.Node.data == $n) |
+			"\(.Name.data) \(.SysPath.data[0:5]) \(.Major.data) \(has("Tags") and has("BtrfsDevices") and has("PartUuid"))"')"
 	check "$name: GetFilesystem says complete, 1 of 1" "true 1 1 \"$type\"" \
 		"$(fs_field "$uuid" complete) $(fs_field "$uuid" present) $(fs_field "$uuid" expected) $(fs_field "$uuid" type)"
 	check_cmd "$name: FilesystemComplete signal for $uuid" manager_signal "$m" FilesystemComplete "$uuid"
@@ -361,8 +372,8 @@ if GPT_NODE=$(attach "$WORK/gpt.img" --partscan) && add_partitions "$GPT_NODE"; 
 	check "gpt: Resolve PARTUUID=$GPT_P2 (no filesystem)" "$P2" "$(resolve "PARTUUID=$GPT_P2")"
 	check "gpt: Resolve bare $GPT_P2 (a PARTUUID)" "$P2" "$(resolve "$GPT_P2")"
 	check "gpt: Resolve UUID=$GPT_FS_UUID" "$P1" "$(resolve "UUID=$GPT_FS_UUID")"
-	check "gpt: ${P1#/dev/} object has PartUuid, Uuid, Parent" "$GPT_P1 $GPT_FS_UUID ${GPT_NODE#/dev/}" \
-		"$(dg_prop "${P1#/dev/}" PartUuid) $(dg_prop "${P1#/dev/}" Uuid) $(dg_prop "${P1#/dev/}" Parent)"
+	check "gpt: ${P1#/dev/} object has Tags PARTUUID, Uuid, Parent" "$GPT_P1 $GPT_FS_UUID ${GPT_NODE#/dev/}" \
+		"$(dg_tag "${P1#/dev/}" PARTUUID) $(dg_prop "${P1#/dev/}" Uuid) $(dg_prop "${P1#/dev/}" Parent)"
 
 	m=$(mark)
 	detach "$GPT_NODE"
