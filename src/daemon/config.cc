@@ -107,7 +107,7 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
       {"--uevents", &config.uevents, {"auto", "udev", "kernel"}, "Where hotplug events come from (default: auto)"},
       {"--bus", &config.bus, {}, "D-Bus to serve on: system, session or an address (unix:path=...)"},
       {"--no-bus", nullptr, {}, "Serve no D-Bus (appliances without one)", &config.no_bus},
-      {"--log-level", &config.log_level, {"error", "warning", "notice", "info", "debug"}, "Default: info"},
+      {"--log-level", &config.log_level, {"error", "warning", "notice", "info", "debug"}, "How much to log (default: info)"},
       {"--source", &source, {},
        "What to mount: UUID=, LABEL=, PARTUUID=, PARTLABEL=, a UUID or /dev path (default: $MNT_SOURCE)"},
       {"--target", &target, {}, "Mount point, created 0700 when missing (default: $MNT_TARGET)"},

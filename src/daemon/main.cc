@@ -87,7 +87,7 @@ int run(daemon::DaemonConfig& config) {
   // Without udevd nobody tells us of mkfs on a device: watch the nodes.
   std::unique_ptr<udev::NodeWatcher> watcher;
   if (source == udev::UeventSource::kernel) watcher = std::make_unique<udev::NodeWatcher>();
-  daemon::ProbeWorker worker(daemon::identify_device);
+  daemon::ProbeWorker worker(daemon::identify_device, loop);
   // Declared before what publishes on it, so that the bus objects go first.
   std::unique_ptr<sdbus::IConnection> connection;
   daemon::DeviceMonitor monitor(loop, block_devices, watcher.get(), worker);

@@ -6,6 +6,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -21,9 +22,14 @@
 namespace diskgate::daemon {
 
 struct ProbeWorker::Shared {
+  struct Job {
+    devices::KernelDevice device;
+    std::uint64_t token;
+    gate::Loop::Clock::time_point queued;
+  };
   std::mutex mutex;
   std::condition_variable wake;
-  std::deque<std::pair<devices::KernelDevice, std::uint64_t>> jobs;
+  std::deque<Job> jobs;
   std::vector<Result> done;
   std::size_t running = 0;  // jobs submitted and not collected
   std::size_t idle = 0;     // workers waiting for a job
@@ -33,11 +39,19 @@ struct ProbeWorker::Shared {
   ~Shared() {
     if (event_fd >= 0) ::close(event_fd);
   }
+  // Jobs no idle worker is about to take.
+  bool waiting() const { return jobs.size() > idle; }
+  void post(Result result) {
+    done.push_back(std::move(result));
+    std::uint64_t one = 1;
+    (void)!::write(event_fd, &one, sizeof one);
+  }
 };
 
 namespace {
-// Workers beyond the first that found nothing to do for this long end.
-constexpr auto idle_lifetime = std::chrono::seconds(30);
+// Workers beyond the first that found nothing to do for this long end: a
+// burst of hotplug events is over by then.
+constexpr auto idle_lifetime = std::chrono::seconds(10);
 
 void work(std::shared_ptr<ProbeWorker::Shared> shared, ProbeWorker::Identify identify, bool first) {
   std::unique_lock lock(shared->mutex);
@@ -47,31 +61,36 @@ void work(std::shared_ptr<ProbeWorker::Shared> shared, ProbeWorker::Identify ide
     --shared->idle;
     if (shared->closing || (!woken && !first)) break;
     if (shared->jobs.empty()) continue;
-    auto [device, token] = std::move(shared->jobs.front());
+    ProbeWorker::Shared::Job job = std::move(shared->jobs.front());
     shared->jobs.pop_front();
     lock.unlock();
     devices::Identity identity;
     try {
-      identity = identify(device);
+      identity = identify(job.device);
     } catch (const std::exception& e) {
       identity.state = devices::Identity::State::unreadable;
       identity.error = e.what();
     }
     lock.lock();
-    shared->done.push_back(ProbeWorker::Result{device.name, token, std::move(identity)});
-    std::uint64_t one = 1;
-    (void)!::write(shared->event_fd, &one, sizeof one);
+    shared->post(ProbeWorker::Result{job.device.name, job.token, std::move(identity)});
   }
   --shared->workers;
 }
 }  // namespace
 
-ProbeWorker::ProbeWorker(Identify identify) : identify_(std::move(identify)), shared_(std::make_shared<Shared>()) {
+ProbeWorker::ProbeWorker(Identify identify, gate::Loop& loop, std::size_t max_workers,
+                         gate::Loop::Clock::duration stuck_after)
+    : identify_(std::move(identify)),
+      loop_(loop),
+      max_workers_(std::max<std::size_t>(max_workers, 1)),
+      stuck_after_(stuck_after),
+      shared_(std::make_shared<Shared>()) {
   shared_->event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (shared_->event_fd < 0) throw std::system_error(errno, std::generic_category(), "probe worker: eventfd");
 }
 
 ProbeWorker::~ProbeWorker() {
+  if (rescue_timer_) loop_.cancel(*rescue_timer_);
   // Workers stuck in a hung read keep `shared_` alive and end when it returns.
   std::lock_guard lock(shared_->mutex);
   shared_->closing = true;
@@ -80,30 +99,53 @@ ProbeWorker::~ProbeWorker() {
 
 int ProbeWorker::fd() const { return shared_->event_fd; }
 
+bool ProbeWorker::start_worker() {
+  try {
+    std::thread(work, shared_, identify_, shared_->workers == 0).detach();
+    ++shared_->workers;
+    return true;
+  } catch (const std::system_error&) {
+    return false;
+  }
+}
+
 void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t token) {
+  auto now = loop_.now();
   std::lock_guard lock(shared_->mutex);
   ++shared_->running;
-  shared_->jobs.emplace_back(device, token);
-  if (shared_->idle >= shared_->jobs.size()) {
+  shared_->jobs.push_back(Shared::Job{device, token, now});
+  if (!shared_->waiting()) {
     shared_->wake.notify_one();
     return;
   }
-  bool first = shared_->workers == 0;
-  try {
-    std::thread(work, shared_, identify_, first).detach();
-    ++shared_->workers;
-  } catch (const std::system_error& e) {
-    // No thread to be had: an idle worker may still take the job; without
-    // any worker, answer now rather than leave it queued forever.
-    if (shared_->workers > 0) return;
+  if (shared_->workers < max_workers_ && start_worker()) return;
+  if (shared_->workers == 0) {
+    // No thread to be had at all: answer now rather than leave it queued.
     shared_->jobs.pop_back();
     devices::Identity identity;
     identity.state = devices::Identity::State::unreadable;
-    identity.error = std::string("cannot start a probe thread: ") + e.what();
-    shared_->done.push_back(Result{device.name, token, std::move(identity)});
-    std::uint64_t one = 1;
-    (void)!::write(shared_->event_fd, &one, sizeof one);
+    identity.error = "cannot start a probe thread";
+    shared_->post(Result{device.name, token, std::move(identity)});
+    return;
   }
+  arm_rescue(now);
+}
+
+void ProbeWorker::arm_rescue(gate::Loop::Clock::time_point queued) {
+  if (rescue_timer_) return;
+  auto delay = std::max(queued + stuck_after_ - loop_.now(), gate::Loop::Clock::duration::zero());
+  rescue_timer_ = loop_.after(delay, [this] { rescue_waiting_job(); });
+}
+
+void ProbeWorker::rescue_waiting_job() {
+  rescue_timer_.reset();
+  std::lock_guard lock(shared_->mutex);
+  if (!shared_->waiting()) return;
+  // Every worker has been busy for as long as the oldest job waited: one more
+  // thread, beyond max_workers, for it. At most one a period, so a stuck
+  // hub grows the pool slowly.
+  bool started = loop_.now() - shared_->jobs.front().queued >= stuck_after_ && start_worker();
+  if (shared_->waiting()) arm_rescue(started ? loop_.now() : shared_->jobs.front().queued);
 }
 
 std::vector<ProbeWorker::Result> ProbeWorker::collect() {
@@ -119,6 +161,11 @@ std::vector<ProbeWorker::Result> ProbeWorker::collect() {
 std::size_t ProbeWorker::in_flight() const {
   std::lock_guard lock(shared_->mutex);
   return shared_->running;
+}
+
+std::size_t ProbeWorker::workers() const {
+  std::lock_guard lock(shared_->mutex);
+  return shared_->workers;
 }
 
 namespace {

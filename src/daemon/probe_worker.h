@@ -1,17 +1,22 @@
-// Probes devices off the event loop. Worker threads are reused, and a new
-// one is started whenever every worker is busy, so a disk whose reads hang
-// holds only its own worker, never the bus or other devices' probes. Idle
-// workers beyond the first end after a while. Results come back through an
-// eventfd the loop polls.
+// Probes devices off the event loop, on at most `max_workers` threads, so
+// that a burst of hotplug events (or the start, with every device at once)
+// does not start a thread per device. A job that has waited `stuck_after`
+// with every worker busy gets one more thread: a disk whose reads hang holds
+// only its own worker, never the bus or other devices' probes. Idle workers
+// beyond the first end after a while. Results come back through an eventfd
+// the loop polls.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "devices/device.h"
+#include "gate/loop.h"
 
 namespace diskgate::daemon {
 
@@ -27,7 +32,11 @@ class ProbeWorker {
     devices::Identity identity;
   };
 
-  explicit ProbeWorker(Identify identify);
+  static constexpr std::size_t default_max_workers = 4;
+  static constexpr std::chrono::milliseconds default_stuck_after{1000};
+
+  ProbeWorker(Identify identify, gate::Loop& loop, std::size_t max_workers = default_max_workers,
+              gate::Loop::Clock::duration stuck_after = default_stuck_after);
   ~ProbeWorker();
   ProbeWorker(const ProbeWorker&) = delete;
   ProbeWorker& operator=(const ProbeWorker&) = delete;
@@ -38,11 +47,23 @@ class ProbeWorker {
   std::vector<Result> collect();
   // Jobs started whose result has not been collected yet.
   std::size_t in_flight() const;
+  // Threads running (busy or idle).
+  std::size_t workers() const;
 
   struct Shared;
 
  private:
+  // Starts a worker; false when the system has no thread to give.
+  bool start_worker();
+  // The loop's timer: starts a worker for a job that waited too long.
+  void rescue_waiting_job();
+  void arm_rescue(gate::Loop::Clock::time_point queued);
+
   Identify identify_;
+  gate::Loop& loop_;
+  std::size_t max_workers_;
+  gate::Loop::Clock::duration stuck_after_;
+  std::optional<gate::Loop::TimerId> rescue_timer_;
   std::shared_ptr<Shared> shared_;  // outlives a hung thread after we are gone
 };
 

@@ -7,11 +7,15 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
+#include "gate/fakes.h"
 #include "probe/probe.h"
 
 using namespace diskgate;
 using daemon::ProbeWorker;
+using gate::fakes::ManualLoop;
+using namespace std::chrono_literals;
 
 namespace {
 devices::KernelDevice device(std::string name, std::string node = "/dev/null") {
@@ -22,32 +26,60 @@ devices::KernelDevice device(std::string name, std::string node = "/dev/null") {
   return d;
 }
 
-// Waits (bounded) until `count` results have been collected.
-std::vector<ProbeWorker::Result> collect(ProbeWorker& worker, std::size_t count) {
+// Waits until `count` results have been collected, for at most rounds × 100 ms.
+std::vector<ProbeWorker::Result> collect(ProbeWorker& worker, std::size_t count, int rounds = 100) {
   std::vector<ProbeWorker::Result> results;
-  for (int round = 0; round < 100 && results.size() < count; ++round) {
+  for (int round = 0; round < rounds && results.size() < count; ++round) {
     pollfd fd{worker.fd(), POLLIN, 0};
     if (::poll(&fd, 1, 100) > 0)
       for (auto& r : worker.collect()) results.push_back(std::move(r));
   }
   return results;
 }
+// A prober whose devices named "hung..." block until released.
+struct HangingProber {
+  std::mutex mutex;
+  std::condition_variable release_all;
+  bool released = false;
+  std::size_t hanging = 0;
+
+  ProbeWorker::Identify identify() {
+    return [this](const devices::KernelDevice& d) {
+      if (d.name.rfind("hung", 0) == 0) {
+        std::unique_lock lock(mutex);
+        ++hanging;
+        release_all.wait(lock, [&] { return released; });
+      }
+      devices::Identity identity;
+      identity.state = devices::Identity::State::identified;
+      identity.tags = {{"TYPE", d.name}};
+      return identity;
+    };
+  }
+  void release() {
+    {
+      std::lock_guard lock(mutex);
+      released = true;
+    }
+    release_all.notify_all();
+  }
+  bool hanging_count(std::size_t count) {
+    for (int round = 0; round < 100; ++round) {
+      {
+        std::lock_guard lock(mutex);
+        if (hanging == count) return true;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+};
 }  // namespace
 
 TEST_CASE("probe worker: a hung device holds only its own worker") {
-  std::mutex mutex;
-  std::condition_variable release;
-  bool released = false;
-  ProbeWorker worker([&](const devices::KernelDevice& d) {
-    if (d.name == "hung") {
-      std::unique_lock lock(mutex);
-      release.wait(lock, [&] { return released; });
-    }
-    devices::Identity identity;
-    identity.state = devices::Identity::State::identified;
-    identity.tags = {{"TYPE", d.name}};
-    return identity;
-  });
+  ManualLoop loop;
+  HangingProber prober;
+  ProbeWorker worker(prober.identify(), loop);
   worker.submit(device("hung"), 1);
   worker.submit(device("a"), 2);
   worker.submit(device("b"), 3);
@@ -55,11 +87,7 @@ TEST_CASE("probe worker: a hung device holds only its own worker") {
   REQUIRE(results.size() == 2);
   CHECK(worker.in_flight() == 1);
   for (const auto& r : results) CHECK(r.name != "hung");
-  {
-    std::lock_guard lock(mutex);
-    released = true;
-  }
-  release.notify_all();
+  prober.release();
   results = collect(worker, 1);
   REQUIRE(results.size() == 1);
   CHECK(results[0].name == "hung");
@@ -67,8 +95,53 @@ TEST_CASE("probe worker: a hung device holds only its own worker") {
   CHECK(worker.in_flight() == 0);
 }
 
+TEST_CASE("probe worker: a burst of jobs runs on at most max_workers threads") {
+  ManualLoop loop;
+  HangingProber prober;
+  ProbeWorker worker(prober.identify(), loop, 3);
+  for (int i = 0; i < 40; ++i) {
+    worker.submit(device("d" + std::to_string(i)), i);
+    CHECK(worker.workers() <= 3);
+  }
+  CHECK(collect(worker, 40).size() == 40);
+  CHECK(worker.workers() <= 3);
+  CHECK(worker.in_flight() == 0);
+}
+
+TEST_CASE("probe worker: a job that waits stuck_after behind hung workers gets a thread of its own") {
+  ManualLoop loop;
+  HangingProber prober;
+  ProbeWorker worker(prober.identify(), loop, 2, 1s);
+  worker.submit(device("hung1"), 1);
+  worker.submit(device("hung2"), 2);
+  REQUIRE(prober.hanging_count(2));
+  worker.submit(device("a"), 3);
+  CHECK(worker.workers() == 2);
+  CHECK(collect(worker, 1, 3).empty());
+  loop.advance(999ms);
+  CHECK(worker.workers() == 2);
+  loop.advance(1ms);
+  CHECK(worker.workers() == 3);
+  auto results = collect(worker, 1);
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].name == "a");
+  // Another hung device: the queue holds it until the next period.
+  worker.submit(device("hung3"), 4);
+  worker.submit(device("b"), 5);
+  REQUIRE(prober.hanging_count(3));
+  loop.advance(1s);
+  results = collect(worker, 1);
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].name == "b");
+  prober.release();
+  CHECK(collect(worker, 3).size() == 3);
+  CHECK(worker.in_flight() == 0);
+}
+
 TEST_CASE("probe worker: an exception from the prober becomes an unreadable identity") {
-  ProbeWorker worker([](const devices::KernelDevice&) -> devices::Identity { throw std::runtime_error("boom"); });
+  ManualLoop loop;
+  ProbeWorker worker([](const devices::KernelDevice&) -> devices::Identity { throw std::runtime_error("boom"); },
+                     loop);
   worker.submit(device("x"), 7);
   auto results = collect(worker, 1);
   REQUIRE(results.size() == 1);
