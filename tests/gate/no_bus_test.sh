@@ -35,7 +35,8 @@ wait_for() {
   until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.05; done
 }
 mounted() { grep -q " $work/perm/backup " /proc/self/mountinfo; }
-program_runs() { pgrep -f "$work/marker" >/dev/null; }
+# The program is diskgated's child (diskgated's own arguments hold the marker too).
+program_runs() { pgrep -P "$daemon" -f "$work/marker" >/dev/null; }
 
 label=nobus-$$
 truncate -s 32M "$work/disk.img"
@@ -48,13 +49,23 @@ mapfile -t env_lines <"$work/env.txt"
 mapfile -t flag_lines <"$work/flags.txt"
 loop=$(losetup -f --show "$work/disk.img")
 
-env -i PATH="$PATH" DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/no-such-bus" "${env_lines[@]}" \
+given_tunables=glibc.malloc.mmap_threshold=1048576
+env -i PATH="$PATH" DBUS_SYSTEM_BUS_ADDRESS="unix:path=$work/no-such-bus" GLIBC_TUNABLES=$given_tunables "${env_lines[@]}" \
   "$DISKGATED" --uevents kernel --exec /bin/sh "${flag_lines[@]}" 2>"$work/log" &
 daemon=$!
 check "it mounts the source from env.txt on MNT_TARGET" wait_for 10 mounted
 check "the program runs with flags.txt's arguments" wait_for 10 program_runs
 check "it says it runs without D-Bus" grep -q "no system bus" "$work/log"
-program=$(pgrep -f "$work/marker" | head -n1)
+program=$(pgrep -P "$daemon" -f "$work/marker" | head -n1)
+environment_of() { tr '\0' '\n' <"/proc/$1/environ"; }
+# (glibc splits GLIBC_TUNABLES in place while reading it, so only the
+# setting itself is looked for.)
+check "diskgated started itself again without malloc's thread caches" \
+  grep -q "glibc.malloc.tcache_count=0" <(environment_of "$daemon")
+check "the program gets GLIBC_TUNABLES as diskgated was given it" \
+  grep -qx "GLIBC_TUNABLES=$given_tunables" <(environment_of "$program")
+check "the program's environment has no trace of the restart" \
+  bash -c "! tr '\\0' '\\n' </proc/$program/environ | grep -q DISKGATED_"
 kill -TERM "$daemon"
 status=0
 wait "$daemon" || status=$?
