@@ -76,9 +76,11 @@ std::vector<std::string> path_components(const std::string& path) {
 }
 
 std::string normalize(const std::string& path) {
-  std::string out = !path.empty() && path.front() == '/' ? "/" : "";
-  for (const std::string& part : path_components(path)) out += (out.empty() || out == "/" ? "" : "/") + part;
-  return out.empty() ? "." : out;
+  bool absolute = !path.empty() && path.front() == '/';
+  std::string out;
+  for (const std::string& part : path_components(path)) out += (out.empty() && !absolute ? "" : "/") + part;
+  if (out.empty()) return absolute ? "/" : ".";
+  return out;
 }
 
 std::string read_file(const char* path) {
