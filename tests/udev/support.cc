@@ -48,9 +48,14 @@ std::optional<pid_t> running_udevd() {
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     const std::string pid = entry.path().filename();
     if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream comm(entry.path() / "comm");
-    std::string name;
-    if (!std::getline(comm, name)) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // "PID (COMM) STATE ...": a zombie has exited, whoever has yet to reap it.
+    auto open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 2 >= line.size()) continue;
+    std::string name = line.substr(open + 1, close - open - 1);
+    if (line[close + 2] == 'Z') continue;
     if (name == "systemd-udevd" || name == "udevd" || name == "(udev-worker)") return std::stoi(pid);
   }
   return std::nullopt;
@@ -166,13 +171,22 @@ std::pair<unsigned, unsigned> device_number(const std::string& node) {
 
 Udevd::Udevd(const std::string& log_path) {
   if (access(udevd_control, F_OK) == 0) {
-    // udevd never unlinks its control socket, so it may outlive its daemon.
-    if (!in_path("udevadm")) skip_reason_ = std::string(udevd_control) + " exists but udevadm is missing to ping it";
-    else if (std::system("udevadm control --ping --timeout=2 >/dev/null 2>&1") != 0)
-      skip_reason_ = std::string(udevd_control) + " exists but no udevd answers on it (stale socket)";
-    return;  // one runs already: use it, leave it alone
-  }
-  if (auto pid = running_udevd()) {
+    if (!in_path("udevadm")) {
+      skip_reason_ = std::string(udevd_control) + " exists but udevadm is missing to ping it";
+      return;
+    }
+    if (std::system("udevadm control --ping --timeout=2 >/dev/null 2>&1") == 0) return;  // one runs: use it
+    if (auto pid = running_udevd()) {
+      skip_reason_ = "a udevd runs (pid " + std::to_string(*pid) + ") but does not answer on " + udevd_control;
+      return;
+    }
+    // udevd never unlinks its control socket, so it outlives a udevd that
+    // died. Nobody is there: take the dead socket away and start our own.
+    if (unlink(udevd_control) != 0) {
+      skip_reason_ = std::string("cannot remove the stale ") + udevd_control + ": " + errno_text();
+      return;
+    }
+  } else if (auto pid = running_udevd()) {
     skip_reason_ = "a udevd runs (pid " + std::to_string(*pid) + ") but " + udevd_control + " is absent";
     return;
   }
