@@ -100,7 +100,7 @@ cleanup() {
 		wait "$UDEVD_PID" 2>/dev/null
 		# It leaves /run/udev (control socket, database) behind, which would
 		# make the next run believe a udevd is there.
-		((CREATED_RUN_UDEV)) && rm -rf /run/udev
+		if ((CREATED_RUN_UDEV)); then rm -rf /run/udev; else rm -f /run/udev/control; fi
 	fi
 	if [[ -n ${DAEMON_TEST_KEEP:-} ]]; then
 		echo "# kept $WORK (signals.json, diskgated.log)"

@@ -195,6 +195,7 @@ Udevd::Udevd(const std::string& log_path) {
     return;
   }
   created_run_udev_ = access(udevd_run_dir, F_OK) != 0;
+  started_ = true;
   int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (log < 0) throw std::runtime_error("cannot create " + log_path + ": " + errno_text());
   // In the foreground rather than --daemon: the pid we fork is then the
@@ -244,13 +245,15 @@ Udevd::Udevd(const std::string& log_path) {
 
 Udevd::~Udevd() {
   if (pid_ > 0) stop();
-  // Our udevd made /run/udev and leaves it behind (control socket included,
-  // which would make everyone believe a udevd still runs, and a database
-  // of our test devices). It did not exist before: take it away again.
+  // Our udevd leaves its control socket behind (and /run/udev, when it made
+  // it, with a database of our test devices), which would make everyone
+  // believe a udevd still runs: take away what was not there before.
   if (created_run_udev_) {
     std::error_code ec;
     std::filesystem::remove_all(udevd_run_dir, ec);
     if (ec) std::cerr << "cleanup: cannot remove " << udevd_run_dir << ": " << ec.message() << "\n";
+  } else if (started_) {
+    unlink(udevd_control);  // ours, and nobody answers on it any more
   }
 }
 

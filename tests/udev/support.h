@@ -109,6 +109,7 @@ class Udevd {
   void stop();
   pid_t pid_ = -1;
   bool created_run_udev_ = false;
+  bool started_ = false;  // we started a udevd (its control socket is ours)
   std::optional<std::string> skip_reason_;
 };
 
