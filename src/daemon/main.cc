@@ -35,27 +35,28 @@ constexpr int usage_error = 2;
 constexpr const char* tcache_off = "glibc.malloc.tcache_count=0";
 constexpr const char* saved_tunables = "DISKGATED_SAVED_GLIBC_TUNABLES";  // "-" (unset) or "=VALUE"
 
+// Puts GLIBC_TUNABLES back as `saved` says it was.
+void restore_tunables(const std::string& saved) {
+  if (saved.front() == '=')
+    ::setenv("GLIBC_TUNABLES", saved.c_str() + 1, 1);
+  else
+    ::unsetenv("GLIBC_TUNABLES");
+  ::unsetenv(saved_tunables);
+}
+
 void start_again_without_tcache(char** argv) {
-  if (const char* saved = std::getenv(saved_tunables)) {  // the second start
-    if (saved[0] == '=')
-      ::setenv("GLIBC_TUNABLES", saved + 1, 1);
-    else
-      ::unsetenv("GLIBC_TUNABLES");
-    ::unsetenv(saved_tunables);
+  if (const char* saved = std::getenv(saved_tunables); saved && *saved) {  // the second start
+    restore_tunables(saved);
     return;
   }
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   std::string given = tunables ? tunables : "";
   if (given.find("glibc.malloc.tcache_count") != std::string::npos) return;  // the caller chose
-  ::setenv(saved_tunables, tunables ? ("=" + given).c_str() : "-", 1);
+  std::string saved = tunables ? "=" + given : "-";
+  ::setenv(saved_tunables, saved.c_str(), 1);
   ::setenv("GLIBC_TUNABLES", (given.empty() ? given : given + ":").append(tcache_off).c_str(), 1);
   ::execv("/proc/self/exe", argv);
-  // No /proc: carry on with the caches.
-  ::unsetenv(saved_tunables);
-  if (tunables)
-    ::setenv("GLIBC_TUNABLES", given.c_str(), 1);
-  else
-    ::unsetenv("GLIBC_TUNABLES");
+  restore_tunables(saved);  // no /proc: carry on with the caches
 }
 
 std::unique_ptr<sdbus::IConnection> connect_bus(const std::string& bus) {
