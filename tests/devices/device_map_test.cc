@@ -10,69 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "devices/builders.h"
+
 namespace diskgate::devices {
 namespace {
 
 using probe::Tag;
 using State = Identity::State;
+using namespace testing;
 using Changes = std::vector<Change>;
-
-constexpr std::uint64_t GiB = 1ull << 30;
-
-KernelDevice kdev(const std::string& name, unsigned major, unsigned minor, std::uint64_t size = GiB,
-                  const std::string& parent = "") {
-  KernelDevice d;
-  d.name = name;
-  d.node = "/dev/" + name;
-  d.syspath = "/sys/devices/virtual/block/" + (parent.empty() ? name : parent + "/" + name);
-  d.major = major;
-  d.minor = minor;
-  d.size_bytes = size;
-  d.parent = parent;
-  return d;
-}
-
-// An identified single-filesystem device, tags in plain blkid's order.
-Identity filesystem(const std::string& type, const std::string& uuid, const std::string& label) {
-  Identity id;
-  id.state = State::identified;
-  probe::Superblock sb;
-  sb.type = type;
-  if (!label.empty()) sb.tags.push_back({"LABEL", label});
-  sb.tags.push_back({"UUID", uuid});
-  id.report.superblocks.push_back(sb);
-  if (!label.empty()) id.tags.push_back({"LABEL", label});
-  id.tags.push_back({"UUID", uuid});
-  id.tags.push_back({"TYPE", type});
-  return id;
-}
-
-Identity btrfs(const std::string& fsid, const std::string& sub, std::uint64_t devid, std::uint64_t num_devices,
-               std::uint64_t generation = 10, const std::string& label = "pool") {
-  Identity id;
-  id.state = State::identified;
-  probe::Superblock sb;
-  sb.type = "btrfs";
-  sb.tags = {{"LABEL", label}, {"UUID", fsid}, {"UUID_SUB", sub}, {"BLOCK_SIZE", "4096"}};
-  sb.btrfs = probe::BtrfsMember{fsid, sub, devid, num_devices, generation, GiB, label};
-  id.report.superblocks.push_back(sb);
-  id.tags = {{"LABEL", label}, {"UUID", fsid}, {"UUID_SUB", sub}, {"BLOCK_SIZE", "4096"}, {"TYPE", "btrfs"}};
-  return id;
-}
-
-// Adds the partition-entry tags blkid prints after the filesystem's.
-Identity in_partition(Identity id, const std::string& partuuid, const std::string& partlabel) {
-  probe::PartitionEntry entry;
-  entry.number = 1;
-  entry.uuid = partuuid;
-  entry.name = partlabel;
-  id.state = State::identified;
-  id.report.entry = entry;
-  id.report.entry_scheme = partlabel.empty() ? "dos" : "gpt";
-  if (!partlabel.empty()) id.tags.push_back({"PARTLABEL", partlabel});
-  id.tags.push_back({"PARTUUID", partuuid});
-  return id;
-}
 
 std::optional<std::uint64_t> token_in(const Changes& changes, const std::string& name) {
   for (const Change& change : changes)

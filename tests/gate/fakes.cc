@@ -190,61 +190,6 @@ int FakePlatform::mount_count() const {
 
 // ---- Device-map events ----
 
-devices::KernelDevice kdev(const std::string& name, unsigned major, unsigned minor, std::uint64_t size) {
-  devices::KernelDevice d;
-  d.name = name;
-  d.node = "/dev/" + name;
-  d.syspath = "/sys/devices/virtual/block/" + name;
-  d.major = major;
-  d.minor = minor;
-  d.size_bytes = size;
-  return d;
-}
-
-devices::Identity filesystem(const std::string& type, const std::string& uuid, const std::string& label) {
-  devices::Identity id;
-  id.state = devices::Identity::State::identified;
-  probe::Superblock sb;
-  sb.type = type;
-  if (!label.empty()) sb.tags.push_back({"LABEL", label});
-  if (!uuid.empty()) sb.tags.push_back({"UUID", uuid});
-  id.report.superblocks.push_back(sb);
-  if (!label.empty()) id.tags.push_back({"LABEL", label});
-  if (!uuid.empty()) id.tags.push_back({"UUID", uuid});
-  id.tags.push_back({"TYPE", type});
-  return id;
-}
-
-devices::Identity btrfs(const std::string& fsid, const std::string& sub, std::uint64_t devid,
-                        std::uint64_t num_devices, std::uint64_t generation, const std::string& label) {
-  devices::Identity id;
-  id.state = devices::Identity::State::identified;
-  probe::Superblock sb;
-  sb.type = "btrfs";
-  sb.tags = {{"LABEL", label}, {"UUID", fsid}, {"UUID_SUB", sub}, {"BLOCK_SIZE", "4096"}};
-  sb.btrfs = probe::BtrfsMember{fsid, sub, devid, num_devices, generation, GiB, label};
-  id.report.superblocks.push_back(sb);
-  id.tags = {{"LABEL", label}, {"UUID", fsid}, {"UUID_SUB", sub}, {"BLOCK_SIZE", "4096"}, {"TYPE", "btrfs"}};
-  return id;
-}
-
-devices::Identity unidentified() {
-  devices::Identity id;
-  id.state = devices::Identity::State::unidentified;
-  return id;
-}
-
-devices::Identity in_partition(devices::Identity id, const std::string& partuuid) {
-  probe::PartitionEntry entry;
-  entry.number = 1;
-  entry.uuid = partuuid;
-  id.state = devices::Identity::State::identified;
-  id.report.entry = entry;
-  id.report.entry_scheme = "dos";
-  id.tags.push_back({"PARTUUID", partuuid});
-  return id;
-}
-
 void identify(devices::DeviceMap& map, const std::string& name, const devices::Identity& identity) {
   auto token = map.pending_probe(name);
   REQUIRE(token);

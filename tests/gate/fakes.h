@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "devices/builders.h"
 #include "devices/device_map.h"
 #include "gate/gate.h"
 #include "gate/loop.h"
@@ -130,16 +131,12 @@ class FakePlatform final : public os::Platform {
 
 // ---- Device-map events ----
 
-constexpr std::uint64_t GiB = 1ull << 30;
-
-devices::KernelDevice kdev(const std::string& name, unsigned major, unsigned minor, std::uint64_t size = GiB);
-// An identified single-device filesystem, tags in plain blkid's order.
-devices::Identity filesystem(const std::string& type, const std::string& uuid, const std::string& label = "");
-// An identified btrfs member.
-devices::Identity btrfs(const std::string& fsid, const std::string& sub, std::uint64_t devid,
-                        std::uint64_t num_devices, std::uint64_t generation = 10, const std::string& label = "pool");
-devices::Identity unidentified();
-devices::Identity in_partition(devices::Identity id, const std::string& partuuid);
+using devices::testing::btrfs;
+using devices::testing::filesystem;
+using devices::testing::GiB;
+using devices::testing::in_partition;
+using devices::testing::kdev;
+using devices::testing::unidentified;
 
 // Upserts and answers the probe, as the daemon's probe worker would.
 void add(devices::DeviceMap& map, const devices::KernelDevice& device, const devices::Identity& identity);
