@@ -19,19 +19,8 @@ namespace {
 constexpr std::size_t kSector = 512;
 constexpr std::size_t kPrimary = kSector;  // header at LBA 1
 
-struct Result {
-  std::optional<PartitionTable> table;
-  testing::DebugLog log;
-  int reads = 0;
-};
-
-Result probe(const Image& image) {
-  Result result;
-  MemorySource source(image);
-  result.table = probe_gpt(source, result.log.sink());
-  result.reads = source.reads();
-  return result;
-}
+using Result = testing::TableProbe;
+Result probe(const Image& image) { return testing::probe_table(image, probe_gpt); }
 
 Image fixture() { return testing::load_fixture("pt-gpt"); }
 std::size_t backup_offset(const Image& image) { return (image.size() / kSector - 1) * kSector; }

@@ -16,19 +16,8 @@ constexpr std::size_t kSector = 512;
 constexpr std::size_t kEbr1 = 1024 * kSector;  // first EBR, at the extended partition's start
 constexpr std::size_t kEbr2 = 1599 * kSector;  // second EBR (link: 575 sectors after kEbr1)
 
-struct Result {
-  std::optional<PartitionTable> table;
-  testing::DebugLog log;
-  int reads = 0;
-};
-
-Result probe(const Image& image) {
-  Result result;
-  MemorySource source(image);
-  result.table = probe_mbr(source, result.log.sink());
-  result.reads = source.reads();
-  return result;
-}
+using Result = testing::TableProbe;
+Result probe(const Image& image) { return testing::probe_table(image, probe_mbr); }
 
 Image fixture() { return testing::load_fixture("pt-mbr"); }
 

@@ -64,4 +64,12 @@ bool DebugLog::mentions(std::string_view text) const {
   return false;
 }
 
+TableProbe probe_table(const Image& image, std::optional<PartitionTable> (*prober)(Source&, const Debug&)) {
+  TableProbe result;
+  MemorySource source(image);
+  result.table = prober(source, result.log.sink());
+  result.reads = source.reads();
+  return result;
+}
+
 }  // namespace diskgate::probe::testing

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "probe/probe.h"
+#include "probe/source.h"
 
 namespace diskgate::probe::testing {
 
@@ -35,5 +37,14 @@ struct DebugLog {
   }
   bool mentions(std::string_view text) const;
 };
+
+// What a partition-table prober made of an image: the table, why it said no,
+// and how many reads it took.
+struct TableProbe {
+  std::optional<PartitionTable> table;
+  DebugLog log;
+  int reads = 0;
+};
+TableProbe probe_table(const Image& image, std::optional<PartitionTable> (*prober)(Source&, const Debug&));
 
 }  // namespace diskgate::probe::testing
