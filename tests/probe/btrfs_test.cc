@@ -12,25 +12,12 @@
 namespace diskgate::probe {
 namespace {
 
-using testing::DebugLog;
-using testing::Image;
-using testing::load_fixture;
-using testing::put_le16;
-using testing::put_le32;
-using testing::put_text;
-using testing::put_u8;
-using testing::tag;
+using namespace testing;
 
 constexpr std::size_t kSb = 65536;
 
-std::optional<Superblock> probe(Image image, DebugLog& log) {
-  MemorySource source(std::move(image));
-  return probe_btrfs(source, log.sink());
-}
-
-std::optional<Superblock> probe(Image image) {
-  DebugLog log;
-  return probe(std::move(image), log);
+std::optional<Superblock> probe(const Image& image, DebugLog* log = nullptr) {
+  return probe_superblock(image, probe_btrfs, log);
 }
 
 // Recomputes the superblock checksum after a test changed a field, so that
@@ -166,7 +153,7 @@ TEST_CASE("btrfs: one flipped byte fails every checksum type") {
       Image image = load_fixture(f.name);
       image.at(kSb + at) ^= std::byte{0x01};
       DebugLog log;
-      CHECK_FALSE(probe(std::move(image), log));
+      CHECK_FALSE(probe(image, &log));
       CHECK(log.mentions("checksum"));
     }
   }
@@ -185,7 +172,7 @@ TEST_CASE("btrfs: unknown checksum types are rejected") {
     Image image = load_fixture("btrfs-crc32c");
     put_le16(image, kSb + 196, type);
     DebugLog log;
-    CHECK_FALSE(probe(std::move(image), log));
+    CHECK_FALSE(probe(image, &log));
     CHECK(log.mentions("checksum type"));
   }
 }
@@ -195,7 +182,7 @@ TEST_CASE("btrfs: sectorsize 0 is rejected even with a good checksum") {
   put_le32(image, kSb + 144, 0);
   resign(image);
   DebugLog log;
-  CHECK_FALSE(probe(std::move(image), log));
+  CHECK_FALSE(probe(image, &log));
   CHECK(log.mentions("sectorsize"));
 }
 
@@ -245,7 +232,7 @@ TEST_CASE("btrfs: devices below 1 MiB are skipped, 1 MiB is enough") {
   CHECK(probe(image));
   image.pop_back();
   DebugLog log;
-  CHECK_FALSE(probe(std::move(image), log));
+  CHECK_FALSE(probe(image, &log));
   CHECK(log.lines.empty());  // blkid does not even look
 }
 

@@ -16,15 +16,7 @@
 namespace diskgate::probe {
 namespace {
 
-using testing::DebugLog;
-using testing::get_le32;
-using testing::Image;
-using testing::load_fixture;
-using testing::put_le16;
-using testing::put_le32;
-using testing::put_text;
-using testing::put_u8;
-using testing::tag;
+using namespace testing;
 
 constexpr std::size_t kFat = 24 * 512;
 constexpr std::size_t kClusterSize = 4096;
@@ -34,14 +26,8 @@ const std::size_t kRoot = cluster_at(5);
 // "Ünïcode lbl" in UTF-8.
 const std::string kUnicodeLabel = "\xC3\x9C" "n\xC3\xAF" "code lbl";
 
-std::optional<Superblock> probe(Image image, DebugLog& log) {
-  MemorySource source(std::move(image));
-  return probe_exfat(source, log.sink());
-}
-
-std::optional<Superblock> probe(Image image) {
-  DebugLog log;
-  return probe(std::move(image), log);
+std::optional<Superblock> probe(const Image& image, DebugLog* log = nullptr) {
+  return probe_superblock(image, probe_exfat, log);
 }
 
 // Rewrites the boot checksum (sector 11) after a test changed the boot
@@ -229,14 +215,14 @@ TEST_CASE("exfat: boot checksum mismatch is rejected") {
     Image image = load_fixture("exfat-unicode");
     image.at(at) ^= std::byte{0x01};
     DebugLog log;
-    CHECK_FALSE(probe(std::move(image), log));
+    CHECK_FALSE(probe(image, &log));
     CHECK(log.mentions("checksum"));
   }
   // 4 KiB sectors: the sum covers 44 KiB.
   Image image = load_fixture("exfat-4k");
   image.at(10 * 4096 + 5) ^= std::byte{0x01};
   DebugLog log;
-  CHECK_FALSE(probe(std::move(image), log));
+  CHECK_FALSE(probe(image, &log));
   CHECK(log.mentions("checksum"));
 }
 
@@ -280,7 +266,7 @@ TEST_CASE("exfat: every boot sector check rejects with a reason") {
     if (c.width == 4) put_le32(image, c.offset, c.value);
     resign(image);
     DebugLog log;
-    CHECK_FALSE(probe(std::move(image), log));
+    CHECK_FALSE(probe(image, &log));
     CHECK(log.mentions(c.reason));
   }
 }
@@ -429,7 +415,7 @@ TEST_CASE("exfat: truncated images") {
   Image image = load_fixture("exfat-4k");
   image.resize(12 * 4096 - 1);
   DebugLog log;
-  CHECK_FALSE(probe(std::move(image), log));
+  CHECK_FALSE(probe(image, &log));
   CHECK(log.mentions("boot region"));
 }
 

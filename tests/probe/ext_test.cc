@@ -11,20 +11,12 @@
 namespace diskgate::probe {
 namespace {
 
-using testing::DebugLog;
-using testing::Image;
-using testing::load_fixture;
-using testing::put_le16;
-using testing::put_le32;
-using testing::put_text;
-using testing::get_le32;
-using testing::tag;
+using namespace testing;
 
 constexpr std::size_t sb = 1024;  // superblock offset
 
 std::optional<Superblock> probe(const Image& image, DebugLog* log = nullptr) {
-  MemorySource source(image);
-  return probe_ext(source, log ? log->sink() : Debug{});
+  return probe_superblock(image, probe_ext, log);
 }
 
 // Recomputes s_checksum, as e2fsprogs would after changing the superblock.

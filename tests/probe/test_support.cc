@@ -64,6 +64,12 @@ bool DebugLog::mentions(std::string_view text) const {
   return false;
 }
 
+std::optional<Superblock> probe_superblock(const Image& image,
+                                           std::optional<Superblock> (*prober)(Source&, const Debug&), DebugLog* log) {
+  MemorySource source(image);
+  return prober(source, log ? log->sink() : Debug{});
+}
+
 TableProbe probe_table(const Image& image, std::optional<PartitionTable> (*prober)(Source&, const Debug&)) {
   TableProbe result;
   MemorySource source(image);

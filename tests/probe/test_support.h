@@ -38,6 +38,12 @@ struct DebugLog {
   bool mentions(std::string_view text) const;
 };
 
+// Runs a filesystem prober over an image held in memory; `log`, when given,
+// collects why it said no.
+std::optional<Superblock> probe_superblock(const Image& image,
+                                           std::optional<Superblock> (*prober)(Source&, const Debug&),
+                                           DebugLog* log = nullptr);
+
 // What a partition-table prober made of an image: the table, why it said no,
 // and how many reads it took.
 struct TableProbe {

@@ -11,19 +11,10 @@
 namespace diskgate::probe {
 namespace {
 
-using testing::DebugLog;
-using testing::get_le32;
-using testing::Image;
-using testing::load_fixture;
-using testing::put_le16;
-using testing::put_le32;
-using testing::put_text;
-using testing::put_u8;
-using testing::tag;
+using namespace testing;
 
 std::optional<Superblock> probe(const Image& image, DebugLog* log = nullptr) {
-  MemorySource source(image);
-  return probe_vfat(source, log ? log->sink() : Debug{});
+  return probe_superblock(image, probe_vfat, log);
 }
 
 Tags expected(std::initializer_list<Tag> tags) { return Tags(tags); }
