@@ -63,8 +63,16 @@ void DeviceMonitor::apply(const devices::Event& event) {
       watcher_->unwatch(removed->node);
     }
   }
-  if (service_) service_->publish(changes);
+  // The gate hears first: publishing is a convenience and may fail (a lost
+  // bus); stopping the program before a member goes is not.
   if (listener_ && !changes.empty()) listener_(changes);
+  if (service_) {
+    try {
+      service_->publish(changes);
+    } catch (const std::exception& e) {
+      log(Level::warning, "D-Bus: could not publish {} change(s): {}", changes.size(), e.what());
+    }
+  }
   if (!changes.empty()) schedule_trim();
 }
 

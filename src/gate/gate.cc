@@ -256,7 +256,7 @@ void Gate::start_program() {
     return;
   }
   try {
-    child_ = platform_.spawn(config_.argv);
+    child_ = platform_.spawn(config_.argv, std::nullopt);
   } catch (const os::OsError& e) {
     set_error(e.what());
     status_.last_exit_status = "could not be started";

@@ -246,7 +246,7 @@ std::string SystemPlatform::lock_directory(const std::string& dir_name) {
   return fmt::format("immutable attribute not supported on {}", filesystem_name(fd, st.st_dev));
 }
 
-Platform::Child SystemPlatform::spawn(const std::vector<std::string>& argv) {
+Platform::Child SystemPlatform::spawn(const std::vector<std::string>& argv, const std::optional<Credentials>&) {
   if (argv.empty() || argv[0].empty()) throw OsError("spawn: empty command line", EINVAL);
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
@@ -317,5 +317,19 @@ std::optional<ExitStatus> SystemPlatform::reap(const Child& child) {
   status.code = info.si_status;
   return status;
 }
+
+// TODO(os helper): stubs until implemented.
+MountedFilesystem SystemPlatform::inspect_mount(const std::string& target) {
+  throw OsError("inspect_mount " + target + ": not implemented", ENOSYS);
+}
+std::vector<std::pair<std::string, std::string>> SystemPlatform::read_tags(const std::string& node) {
+  throw OsError("read_tags " + node + ": not implemented", ENOSYS);
+}
+std::vector<ProcessInfo> SystemPlatform::processes_in_group(pid_t) { return {}; }
+std::optional<std::uint64_t> SystemPlatform::process_start_time(pid_t) { return std::nullopt; }
+std::optional<std::string> SystemPlatform::read_text(const std::string&) { return std::nullopt; }
+void SystemPlatform::write_text(const std::string&, const std::string&) {}
+void SystemPlatform::remove_file(const std::string&) {}
+void SystemPlatform::give_root_to(const std::string&, const Credentials&) {}
 
 }  // namespace diskgate::os

@@ -134,7 +134,20 @@ std::string FakePlatform::lock_directory(const std::string& dir) {
   return lock_note;
 }
 
-os::Platform::Child FakePlatform::spawn(const std::vector<std::string>& argv) {
+os::MountedFilesystem FakePlatform::inspect_mount(const std::string& target) {
+  throw os::OsError("inspect_mount " + target + ": not in the fake yet", ENOSYS);
+}
+std::vector<std::pair<std::string, std::string>> FakePlatform::read_tags(const std::string& node) {
+  throw os::OsError("read_tags " + node + ": not in the fake yet", ENOSYS);
+}
+std::vector<os::ProcessInfo> FakePlatform::processes_in_group(pid_t) { return {}; }
+std::optional<std::uint64_t> FakePlatform::process_start_time(pid_t) { return std::nullopt; }
+std::optional<std::string> FakePlatform::read_text(const std::string&) { return std::nullopt; }
+void FakePlatform::write_text(const std::string&, const std::string&) {}
+void FakePlatform::remove_file(const std::string&) {}
+void FakePlatform::give_root_to(const std::string&, const os::Credentials&) {}
+
+os::Platform::Child FakePlatform::spawn(const std::vector<std::string>& argv, const std::optional<os::Credentials>&) {
   std::string line = "spawn";
   for (const std::string& arg : argv) line += " " + arg;
   calls.push_back(line);

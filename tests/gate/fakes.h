@@ -104,9 +104,17 @@ class FakePlatform final : public os::Platform {
   void unmount(const std::string& target, bool lazy) override;
   std::vector<os::MountEntry> mounts_at(const std::string& target) override;
   std::string lock_directory(const std::string& dir) override;
-  Child spawn(const std::vector<std::string>& argv) override;
+  os::MountedFilesystem inspect_mount(const std::string& target) override;
+  std::vector<std::pair<std::string, std::string>> read_tags(const std::string& node) override;
+  Child spawn(const std::vector<std::string>& argv, const std::optional<os::Credentials>& credentials) override;
   void signal_group(pid_t pgid, int signal) override;
   std::optional<os::ExitStatus> reap(const Child& child) override;
+  std::vector<os::ProcessInfo> processes_in_group(pid_t pgid) override;
+  std::optional<std::uint64_t> process_start_time(pid_t pid) override;
+  std::optional<std::string> read_text(const std::string& path) override;
+  void write_text(const std::string& path, const std::string& text) override;
+  void remove_file(const std::string& path) override;
+  void give_root_to(const std::string& target, const os::Credentials& credentials) override;
 
   // The child `pid` ends with `status`: reap() returns it from now on and its
   // pidfd (a real eventfd) becomes readable. The test then fires the loop.

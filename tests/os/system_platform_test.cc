@@ -445,7 +445,7 @@ TEST_CASE("unmount: busy, lazy, and nothing mounted") {
 
 TEST_CASE("spawn and reap an exit code") {
   SystemPlatform platform;
-  ChildGuard child(platform.spawn({"/bin/sh", "-c", "exit 3"}));
+  ChildGuard child(platform.spawn({"/bin/sh", "-c", "exit 3"}, std::nullopt));
   CHECK(child->pid > 0);
   CHECK(child->pidfd >= 0);
   CHECK(wait_exit(platform, child) == ExitStatus{false, 3});
@@ -454,14 +454,14 @@ TEST_CASE("spawn and reap an exit code") {
 TEST_CASE("spawn searches PATH and passes the environment") {
   SystemPlatform platform;
   setenv("DISKGATE_SPAWN_TEST", "42", 1);
-  ChildGuard child(platform.spawn({"sh", "-c", "exit $DISKGATE_SPAWN_TEST"}));
+  ChildGuard child(platform.spawn({"sh", "-c", "exit $DISKGATE_SPAWN_TEST"}, std::nullopt));
   unsetenv("DISKGATE_SPAWN_TEST");
   CHECK(wait_exit(platform, child) == ExitStatus{false, 42});
 }
 
 TEST_CASE("reap gives nullopt while the child runs") {
   SystemPlatform platform;
-  ChildGuard child(platform.spawn({"sleep", "30"}));
+  ChildGuard child(platform.spawn({"sleep", "30"}, std::nullopt));
   CHECK_FALSE(platform.reap(*child));
   CHECK_FALSE(pidfd_readable(child->pidfd, 50ms));
   // Its own process group, led by itself.
@@ -474,7 +474,7 @@ TEST_CASE("reap gives nullopt while the child runs") {
 TEST_CASE("signal_group: an ignored SIGTERM, then SIGKILL for the whole group") {
   SystemPlatform platform;
   // "exit 0" after sleep keeps the shell from exec'ing sleep in its place.
-  ChildGuard child(platform.spawn({"/bin/sh", "-c", "trap '' TERM; sleep 30; exit 0"}));
+  ChildGuard child(platform.spawn({"/bin/sh", "-c", "trap '' TERM; sleep 30; exit 0"}, std::nullopt));
   std::vector<pid_t> members;
   for (int i = 0; i < 500 && members.empty(); ++i) {
     std::this_thread::sleep_for(10ms);
@@ -535,7 +535,7 @@ TEST_CASE("the child starts with no blocked signals and default dispositions") {
     }
   } restore{old_mask, old_pipe};
 
-  ChildGuard child(platform.spawn({"sleep", "30"}));
+  ChildGuard child(platform.spawn({"sleep", "30"}, std::nullopt));
   // posix_spawn returns once exec succeeded, so this is sleep's own status.
   CHECK(proc_field(child->pid, "Name") == "sleep");
   CHECK(proc_field(getpid(), "SigBlk") != "0000000000000000");  // the test's mask is in place
@@ -555,7 +555,7 @@ TEST_CASE("spawn reports a program that cannot be started") {
   TempDir tmp;
   SystemPlatform platform;
   try {
-    platform.spawn({"diskgate-no-such-program", "--flag"});
+    platform.spawn({"diskgate-no-such-program", "--flag"}, std::nullopt);
     FAIL("a missing program was started");
   } catch (const OsError& e) {
     CHECK(e.error_number == ENOENT);
@@ -563,7 +563,7 @@ TEST_CASE("spawn reports a program that cannot be started") {
   }
   const std::string missing = tmp / "missing";
   try {
-    platform.spawn({missing});
+    platform.spawn({missing}, std::nullopt);
     FAIL("a missing path was started");
   } catch (const OsError& e) {
     CHECK(e.error_number == ENOENT);
@@ -576,13 +576,13 @@ TEST_CASE("spawn reports a program that cannot be started") {
   }
   REQUIRE(chmod(not_executable.c_str(), 0644) == 0);
   try {
-    platform.spawn({not_executable});
+    platform.spawn({not_executable}, std::nullopt);
     FAIL("a non-executable file was started");
   } catch (const OsError& e) {
     CHECK(e.error_number == EACCES);
     CHECK_THAT(e.what(), Catch::Contains(not_executable));
   }
-  CHECK_THROWS_AS(platform.spawn({}), OsError);
+  CHECK_THROWS_AS(platform.spawn({}, std::nullopt), OsError);
   // No child is left behind by the failures.
   CHECK(waitpid(-1, nullptr, WNOHANG) < 0);
   CHECK(errno == ECHILD);
