@@ -101,7 +101,8 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
   auto from_env = [&](const char* name) { return env(name).value_or(""); };
   std::string source = from_env("MNT_SOURCE"), target = from_env("MNT_TARGET");
   std::string fstype = from_env("MNT_FSTYPE"), data = from_env("MNT_DATA");
-  std::string options, exec, restart = "always", stop_timeout = "10", degraded_after;
+  std::string options, exec, restart = "always", stop_timeout = "10", degraded_after, user;
+  std::string runtime_dir = "/run/diskgate";
 
   std::vector<Option> table{
       {"--uevents", &config.uevents, {"auto", "udev", "kernel"}, "Where hotplug events come from (default: auto)"},
@@ -120,6 +121,10 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
       {"--stop-timeout", &stop_timeout, {}, "Seconds between SIGTERM and SIGKILL (default: 10)"},
       {"--degraded-after", &degraded_after, {},
        "Mount a btrfs with members missing, degraded, after this many seconds (default: never)"},
+      {"--user", &user, {},
+       "Run the program as USER[:GROUP] (names or numeric ids), without capabilities (default: as diskgated)"},
+      {"--runtime-dir", &runtime_dir, {},
+       "Where the running program is recorded, so that a restarted diskgated stops it (default: /run/diskgate)"},
   };
   if (auto error = parse_options(own, table, config.help)) return *error;
   if (config.help) {
@@ -129,8 +134,8 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
 
   config.bus_given = std::any_of(table.begin(), table.end(), [](const Option& o) { return o.given && o.name == std::string_view("--bus"); });
   if (source.empty()) {
-    if (!target.empty() || !exec.empty() || has_dashdash)
-      return ConfigError{"--target, --exec and a program after -- need --source (or MNT_SOURCE)"};
+    if (!target.empty() || !exec.empty() || has_dashdash || !user.empty())
+      return ConfigError{"--target, --exec, --user and a program after -- need --source (or MNT_SOURCE)"};
     return config;
   }
   gate::Config gate;
@@ -168,6 +173,10 @@ std::variant<DaemonConfig, ConfigError> parse_config(const std::vector<std::stri
     gate.argv.push_back(default_program);
     gate.argv.insert(gate.argv.end(), after.begin(), after.end());
   }
+  if (runtime_dir.empty() || runtime_dir.front() != '/')
+    return ConfigError{fmt::format("--runtime-dir {}: must be an absolute path", runtime_dir)};
+  gate.runtime_dir = runtime_dir;
+  config.user = user;
   config.gate = std::move(gate);
   return config;
 }

@@ -21,6 +21,9 @@ struct DaemonConfig {
   bool no_bus = false;
   std::string log_level = "info";
   std::optional<gate::Config> gate;  // set when --source (or MNT_SOURCE) is given
+  // --user as given; main resolves it into gate->credentials (it reads
+  // /etc/passwd and /etc/group, which parsing must not touch).
+  std::string user;
   bool help = false;
   std::string help_text;
 };

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "dbus/service.h"
@@ -20,29 +21,95 @@ std::string describe(const devices::Device& device) {
 }
 }  // namespace
 
-DeviceMonitor::DeviceMonitor(EventLoop& loop, udev::BlockDevices& devices, udev::NodeWatcher* watcher,
-                             ProbeWorker& worker)
-    : loop_(loop), devices_(devices), watcher_(watcher), worker_(worker) {}
+DeviceMonitor::DeviceMonitor(EventLoop& loop, udev::BlockDevices& devices, udev::BlockDevices* kernel_devices,
+                             udev::NodeWatcher* watcher, ProbeWorker& worker)
+    : loop_(loop),
+      devices_(devices),
+      kernel_devices_(kernel_devices),
+      watcher_(watcher),
+      worker_(worker),
+      enumerator_(udev::enumerate_block_devices),
+      watching_nodes_(watcher && !kernel_devices) {}
 
-DeviceMonitor::~DeviceMonitor() = default;
+DeviceMonitor::~DeviceMonitor() {
+  if (udevd_timer_) loop_.cancel(*udevd_timer_);
+  if (trim_timer_) loop_.cancel(*trim_timer_);
+}
 
 void DeviceMonitor::attach_bus(sdbus::IConnection& connection) {
-  service_ = std::make_unique<dbus::Service>(connection, map_, [this] { rescan(); });
+  service_ = std::make_unique<dbus::Service>(connection, map_,
+                                             [this](std::function<void()> done) { rescan(std::move(done)); });
 }
+
+void DeviceMonitor::detach_bus() noexcept { service_.reset(); }
 
 void DeviceMonitor::start() {
-  loop_.watch(devices_.fd(), POLLIN, [this](short) { on_uevents(); });
+  loop_.watch(devices_.fd(), POLLIN, [this](short) { on_uevents(devices_); });
+  if (kernel_devices_) loop_.watch(kernel_devices_->fd(), POLLIN, [this](short) { on_uevents(*kernel_devices_); });
   loop_.watch(worker_.fd(), POLLIN, [this](short) { on_probe_results(); });
+  loop_.watch(enumerator_.fd(), POLLIN, [this](short) { on_scan_done(); });
   if (watcher_) loop_.watch(watcher_->fd(), POLLIN, [this](short) { on_written_nodes(); });
+  // The first enumeration runs here, before READY: nothing waits on the loop yet.
   apply(devices::Snapshot{devices_.enumerate()});
 }
 
-void DeviceMonitor::rescan() {
-  log(Level::info, "rescanning every block device");
-  apply(devices::Snapshot{devices_.enumerate()});
-  std::vector<devices::KernelDevice> all;
-  for (const devices::Device* device : map_.all()) all.push_back(device->kernel);
-  for (const auto& kernel : all) apply(devices::Upsert{kernel, true});
+void DeviceMonitor::rescan(std::function<void()> done) {
+  log(Level::debug, "rescan requested");
+  request_scan(false, std::move(done));
+}
+
+void DeviceMonitor::request_scan(bool lost_events, std::function<void()> done) {
+  bool starts = scans_.request(lost_events).has_value();
+  if (done) (starts ? running_waiters_ : queued_waiters_).push_back(std::move(done));
+  if (starts) start_scan();
+}
+
+void DeviceMonitor::start_scan() {
+  const ScanQueue::Scan& scan = scans_.current();
+  if (scan.lost_events)
+    log(Level::warning, "enumerating every block device again after lost uevents: probing each anew");
+  else
+    log(Level::info, "rescanning every block device ({} request{})", scan.requests, scan.requests == 1 ? "" : "s");
+  touched_.clear();
+  if (enumerator_.start()) return;
+  // No thread to be had: enumerate here rather than not at all.
+  log(Level::warning, "cannot start a thread to enumerate block devices: enumerating on the event loop");
+  Enumerator::Outcome outcome;
+  try {
+    outcome = udev::enumerate_block_devices();
+  } catch (const std::exception& e) {
+    outcome = std::string(e.what());
+  }
+  finish_scan(std::move(outcome));
+}
+
+void DeviceMonitor::on_scan_done() { finish_scan(enumerator_.collect()); }
+
+void DeviceMonitor::finish_scan(Enumerator::Outcome outcome) {
+  ScanQueue::Scan scan = scans_.current();
+  if (auto* error = std::get_if<std::string>(&outcome)) {
+    log(Level::warning, "{}", *error);
+  } else {
+    // A uevent received while the enumeration ran is as new as what it saw
+    // of that device, or newer (a device removed meanwhile must not come
+    // back): for those devices the map's own facts stand.
+    auto& listed = std::get<std::vector<devices::KernelDevice>>(outcome);
+    std::vector<devices::KernelDevice> now;
+    now.reserve(listed.size() + touched_.size());
+    for (devices::KernelDevice& device : listed)
+      if (!touched_.contains(device.name)) now.push_back(std::move(device));
+    for (const std::string& name : touched_)
+      if (const devices::Device* device = map_.find(name)) now.push_back(device->kernel);
+    // Lost events: identities may be stale (a disk swapped unseen) and are
+    // forgotten. A rescan keeps them until the new probe results are in.
+    apply(devices::Snapshot{std::move(now), scan.lost_events, !scan.lost_events});
+  }
+  touched_.clear();
+  for (auto& done : std::exchange(running_waiters_, {})) done();
+  if (scans_.finished()) {
+    running_waiters_ = std::exchange(queued_waiters_, {});
+    start_scan();
+  }
 }
 
 void DeviceMonitor::apply(const devices::Event& event) {
@@ -51,14 +118,8 @@ void DeviceMonitor::apply(const devices::Event& event) {
     log_change(change);
     if (auto* probe = std::get_if<devices::NeedsProbe>(&change)) {
       if (const devices::Device* device = map_.find(probe->name)) worker_.submit(device->kernel, probe->token);
-    } else if (auto* added = std::get_if<devices::DeviceAdded>(&change); added && watcher_) {
-      if (const devices::Device* device = map_.find(added->name)) {
-        try {
-          watcher_->watch(device->kernel.node);
-        } catch (const std::exception& e) {
-          log(Level::warning, "{}: cannot watch for rewrites: {}", device->kernel.node, e.what());
-        }
-      }
+    } else if (auto* added = std::get_if<devices::DeviceAdded>(&change); added && watching_nodes_) {
+      if (const devices::Device* device = map_.find(added->name)) watch_node(device->kernel.node);
     } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change); removed && watcher_) {
       watcher_->unwatch(removed->node);
     }
@@ -126,26 +187,120 @@ void DeviceMonitor::log_change(const devices::Change& change) const {
       change);
 }
 
-void DeviceMonitor::on_uevents() {
-  udev::Received received = devices_.receive();
+void DeviceMonitor::watch_node(const std::string& node) {
+  try {
+    watcher_->watch(node);
+  } catch (const std::exception& e) {
+    log(Level::warning, "{}: cannot watch for rewrites: {}", node, e.what());
+  }
+}
+
+void DeviceMonitor::watch_nodes(bool on) {
+  if (!watcher_ || on == watching_nodes_) return;
+  watching_nodes_ = on;
+  for (const devices::Device* device : map_.all()) {
+    if (on)
+      watch_node(device->kernel.node);
+    else
+      watcher_->unwatch(device->kernel.node);
+  }
+}
+
+void DeviceMonitor::on_uevents(udev::BlockDevices& source) {
+  udev::Received received = source.receive();
+  bool from_kernel_beside_udevd = &source == kernel_devices_;
+  bool from_udevd = kernel_devices_ && !from_kernel_beside_udevd;
   for (const udev::Uevent& uevent : received.events) {
+    const std::string& name = uevent.device.name;
+    if (scans_.running()) touched_.insert(name);
+    if (from_kernel_beside_udevd) expect_udevd(name);
+    if (from_udevd) heard_udevd(name);
     switch (uevent.action) {
       case udev::Action::add:
       case udev::Action::change:
+        // udevd passes events on late: an add or change of a device the
+        // kernel has removed since (gone from sysfs) must not bring it back.
+        if (from_udevd && ::access(uevent.device.syspath.c_str(), F_OK) != 0) break;
         // Loop attach/detach and new media arrive as "change": probe again.
+        // In udev mode both sockets bring each event: the probe worker
+        // coalesces the second probe.
         apply(devices::Upsert{uevent.device, true});
         break;
       case udev::Action::remove:
-        apply(devices::Removed{uevent.device.name});
+        // Whoever says it first: the kernel's remove is final.
+        apply(devices::Removed{name});
         break;
       case udev::Action::other:
         break;
     }
   }
   if (received.overflowed) {
-    log(Level::warning, "uevents were lost (receive buffer overflowed): enumerating again");
-    apply(devices::Snapshot{devices_.enumerate()});
+    log(Level::warning, "uevents from {} were lost (receive buffer overflowed)",
+        from_udevd ? "udevd" : "the kernel");
+    owed_.clear();  // the counts of passed-on events are off now
+    request_scan(true);
   }
+}
+
+void DeviceMonitor::expect_udevd(const std::string& name) {
+  if (udevd_silent_) return;
+  Owed& owed = owed_[name];
+  if (++owed.count == 0) {  // udevd's copy came first (its socket was read first)
+    owed_.erase(name);
+    return;
+  }
+  if (owed.count == 1) owed.since = loop_.now();
+  if (!udevd_timer_) udevd_timer_ = loop_.after(udevd_patience, [this] {
+    udevd_timer_.reset();
+    check_udevd();
+  });
+}
+
+void DeviceMonitor::heard_udevd(const std::string& name) {
+  if (udevd_silent_) {
+    udevd_silent_ = false;
+    owed_.clear();
+    log(Level::notice, "udevd is back: following its uevents again");
+    watch_nodes(false);
+    return;
+  }
+  Owed& owed = owed_[name];
+  // udevd answers for this device: whatever it still owes is owed from now.
+  owed.since = loop_.now();
+  if (--owed.count == 0) owed_.erase(name);
+}
+
+void DeviceMonitor::check_udevd() {
+  auto now = loop_.now();
+  bool late = false;
+  std::optional<gate::Loop::Clock::time_point> oldest;
+  for (auto it = owed_.begin(); it != owed_.end();) {
+    if (now - it->second.since >= udevd_patience) {
+      late |= it->second.count > 0;
+      it = owed_.erase(it);  // a copy of udevd's that came first and was never matched, too
+      continue;
+    }
+    if (it->second.count > 0 && (!oldest || it->second.since < *oldest)) oldest = it->second.since;
+    ++it;
+  }
+  if (late) {
+    udevd_silent_ = true;
+    owed_.clear();
+    log(Level::warning, "udevd did not pass on the kernel's events for {} s: following kernel uevents alone",
+        udevd_patience.count());
+    // Nobody runs udevd's watch now: notice mkfs and relabels ourselves, and
+    // probe every device once for what may have been written meanwhile (no
+    // enumeration: the kernel's events were all heard).
+    watch_nodes(true);
+    std::vector<devices::KernelDevice> known;
+    for (const devices::Device* device : map_.all()) known.push_back(device->kernel);
+    apply(devices::Snapshot{std::move(known), false, true});
+    return;
+  }
+  if (oldest) udevd_timer_ = loop_.after(*oldest + udevd_patience - now, [this] {
+    udevd_timer_.reset();
+    check_udevd();
+  });
 }
 
 void DeviceMonitor::on_written_nodes() {

@@ -22,13 +22,24 @@ void EventLoop::watch_dynamic(std::function<Dynamic()> prepare, std::function<vo
   dynamic_dispatch_ = std::move(dispatch);
 }
 
+void EventLoop::unwatch_dynamic() {
+  dynamic_prepare_ = nullptr;
+  dynamic_dispatch_ = nullptr;
+}
+
 EventLoop::TimerId EventLoop::add_timer(Clock::time_point when, std::function<void()> callback) {
   TimerId id = next_timer_++;
   timers_[id] = Timer{when, std::move(callback)};
+  deadlines_.emplace(when, id);
   return id;
 }
 
-void EventLoop::cancel_timer(TimerId id) { timers_.erase(id); }
+void EventLoop::cancel_timer(TimerId id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return;
+  deadlines_.erase({it->second.when, id});
+  timers_.erase(it);
+}
 
 namespace {
 // A callback that throws is a bug or an OS failure we did not foresee; the
@@ -44,17 +55,40 @@ void guarded(const Callback& callback, Args... args) {
 }
 }  // namespace
 
+// Fires the timers due now, earliest deadline first. One that falls due
+// while earlier callbacks run fires in this round too; timers added by the
+// callbacks wait for the next round, so that a callback re-arming itself
+// with no delay cannot keep the loop from polling.
+void EventLoop::fire_due_timers() {
+  const TimerId added_before = next_timer_;
+  while (!deadlines_.empty()) {
+    auto next = std::find_if(deadlines_.begin(), deadlines_.end(),
+                             [&](const auto& entry) { return entry.second < added_before; });
+    if (next == deadlines_.end() || next->first > Clock::now()) return;
+    TimerId id = next->second;
+    deadlines_.erase(next);
+    auto it = timers_.find(id);
+    auto callback = std::move(it->second.callback);
+    timers_.erase(it);
+    guarded(callback);
+  }
+}
+
 int EventLoop::run() {
   while (!stopped_) {
     std::vector<pollfd> fds;
     std::optional<Clock::time_point> deadline;
-    for (const auto& [id, timer] : timers_)
-      if (!deadline || timer.when < *deadline) deadline = timer.when;
+    if (!deadlines_.empty()) deadline = deadlines_.begin()->first;
     bool has_dynamic = static_cast<bool>(dynamic_prepare_);
     if (has_dynamic) {
-      Dynamic d = dynamic_prepare_();
-      fds.push_back({d.fd, d.events, 0});
-      if (d.deadline && (!deadline || *d.deadline < *deadline)) deadline = d.deadline;
+      try {
+        Dynamic d = dynamic_prepare_();
+        fds.push_back({d.fd, d.events, 0});
+        if (d.deadline && (!deadline || *d.deadline < *deadline)) deadline = d.deadline;
+      } catch (const std::exception& e) {
+        log(Level::error, "internal error, carrying on: {}", e.what());
+        has_dynamic = false;
+      }
     }
     for (const auto& [fd, w] : watches_) fds.push_back({fd, w.events, 0});
 
@@ -67,7 +101,11 @@ int EventLoop::run() {
     if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
 
     // The bus first: it may have been woken for a timeout, not only for I/O.
-    if (has_dynamic) guarded(dynamic_dispatch_);
+    // Run from a copy: a dispatch may drop its own source.
+    if (has_dynamic && dynamic_dispatch_) {
+      auto dispatch = dynamic_dispatch_;
+      guarded(dispatch);
+    }
     for (std::size_t i = has_dynamic ? 1 : 0; n > 0 && i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
       auto it = watches_.find(fds[i].fd);
@@ -78,17 +116,7 @@ int EventLoop::run() {
       if (stopped_) break;
     }
 
-    auto now = Clock::now();
-    std::vector<TimerId> due;
-    for (const auto& [id, timer] : timers_)
-      if (timer.when <= now) due.push_back(id);
-    for (TimerId id : due) {
-      auto it = timers_.find(id);
-      if (it == timers_.end()) continue;  // cancelled by an earlier callback
-      auto callback = std::move(it->second.callback);
-      timers_.erase(it);
-      guarded(callback);
-    }
+    fire_due_timers();
   }
   return *stopped_;
 }

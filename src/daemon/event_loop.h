@@ -9,6 +9,8 @@
 #include <map>
 #include <poll.h>
 #include <optional>
+#include <set>
+#include <utility>
 
 #include "gate/loop.h"
 
@@ -30,13 +32,16 @@ class EventLoop final : public gate::Loop {
   void watch(int fd, short events, std::function<void(short)> on_ready);
   void unwatch(int fd) override;
   // A source whose fd, events and deadline change between polls (sd-bus):
-  // `prepare` is asked before every poll, `dispatch` runs after it.
+  // `prepare` is asked before every poll, `dispatch` runs after it. An fd
+  // of -1 polls nothing (a bus that is gone); a `prepare` that throws is
+  // logged and skipped for that round.
   struct Dynamic {
     int fd;
     short events;
     std::optional<Clock::time_point> deadline;
   };
   void watch_dynamic(std::function<Dynamic()> prepare, std::function<void()> dispatch);
+  void unwatch_dynamic();
 
   TimerId add_timer(Clock::time_point when, std::function<void()> callback);
   TimerId add_timer(Clock::duration after, std::function<void()> callback) {
@@ -44,7 +49,8 @@ class EventLoop final : public gate::Loop {
   }
   void cancel_timer(TimerId id);
 
-  // Runs until stop(); returns the value given to stop().
+  // Runs until stop(); returns the value given to stop(). Due timers fire
+  // in deadline order (ties in the order they were added).
   int run();
   void stop(int status) {
     stopped_ = status;
@@ -59,8 +65,12 @@ class EventLoop final : public gate::Loop {
     Clock::time_point when;
     std::function<void()> callback;
   };
+  void fire_due_timers();
+
   std::map<int, Watch> watches_;
   std::map<TimerId, Timer> timers_;
+  // The same timers by (deadline, id): the next one due is the first.
+  std::set<std::pair<Clock::time_point, TimerId>> deadlines_;
   TimerId next_timer_ = 1;
   std::function<Dynamic()> dynamic_prepare_;
   std::function<void()> dynamic_dispatch_;

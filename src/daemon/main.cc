@@ -13,10 +13,12 @@
 #include <systemd/sd-daemon.h>
 
 #include "common/log.h"
+#include "daemon/bus_link.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "dbus/gate_object.h"
 #include "dbus/object_path.h"
+#include "os/users.h"
 #include "udev/block_devices.h"
 #include "udev/node_watcher.h"
 
@@ -59,24 +61,6 @@ void start_again_without_tcache(char** argv) {
   restore_tunables(saved);  // no /proc: carry on with the caches
 }
 
-std::unique_ptr<sdbus::IConnection> connect_bus(const std::string& bus) {
-  if (bus == "system") return sdbus::createSystemBusConnection(dbus::bus_name);
-  if (bus == "session") return sdbus::createSessionBusConnection(dbus::bus_name);
-  auto connection = sdbus::createSessionBusConnectionWithAddress(bus);
-  connection->requestName(dbus::bus_name);
-  return connection;
-}
-
-// sd-bus gives an absolute CLOCK_MONOTONIC deadline in microseconds.
-std::optional<daemon::EventLoop::Clock::time_point> bus_deadline(uint64_t timeout_usec) {
-  if (timeout_usec == UINT64_MAX) return std::nullopt;
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  auto now_usec = static_cast<uint64_t>(now.tv_sec) * 1'000'000 + static_cast<uint64_t>(now.tv_nsec) / 1000;
-  auto left = timeout_usec > now_usec ? timeout_usec - now_usec : 0;
-  return daemon::EventLoop::Clock::now() + std::chrono::microseconds(left);
-}
-
 // SIGTERM/SIGINT end the loop cleanly, SIGHUP rescans: all through a signalfd
 // so that handlers run on the loop, not in signal context. The program the
 // gate starts gets a clean signal mask (os::SystemPlatform::spawn).
@@ -108,6 +92,17 @@ int run(daemon::DaemonConfig& config) {
       return 1;
     }
     program = *found;
+    if (!config.user.empty()) {
+      // Our own lookup in the files, not NSS: the static build has none.
+      os::SystemPlatform files;
+      auto resolved = os::resolve_user(config.user, files.read_text("/etc/passwd").value_or(""),
+                                       files.read_text("/etc/group").value_or(""));
+      if (auto* error = std::get_if<std::string>(&resolved)) {
+        log(Level::error, "{}", *error);
+        return usage_error;
+      }
+      config.gate->credentials = std::get<os::Credentials>(resolved);
+    }
   }
   auto mode = udev::parse_source_mode(config.uevents);
   udev::UeventSource source = udev::choose_source(*mode, "/run/udev/control");
@@ -117,37 +112,44 @@ int run(daemon::DaemonConfig& config) {
   daemon::EventLoop loop;
   int signal_fd = open_signalfd();
   udev::BlockDevices block_devices(source, 4 * 1024 * 1024);
-  // Without udevd nobody tells us of mkfs on a device: watch the nodes.
-  std::unique_ptr<udev::NodeWatcher> watcher;
-  if (source == udev::UeventSource::kernel) watcher = std::make_unique<udev::NodeWatcher>();
+  // In udev mode the kernel's own uevents too: a removal reaches the map
+  // even when udevd is stopped or stuck.
+  std::unique_ptr<udev::BlockDevices> kernel_devices;
+  if (source == udev::UeventSource::udev)
+    kernel_devices = std::make_unique<udev::BlockDevices>(udev::UeventSource::kernel, 4 * 1024 * 1024);
+  // Without udevd nobody tells us of mkfs on a device: watch the nodes (in
+  // udev mode only while udevd does not answer).
+  auto watcher = std::make_unique<udev::NodeWatcher>();
   daemon::ProbeWorker worker(daemon::identify_device, loop);
   // Declared before what publishes on it, so that the bus objects go first.
-  std::unique_ptr<sdbus::IConnection> connection;
-  daemon::DeviceMonitor monitor(loop, block_devices, watcher.get(), worker);
+  std::unique_ptr<daemon::BusLink> bus;
+  daemon::DeviceMonitor monitor(loop, block_devices, kernel_devices.get(), watcher.get(), worker);
   os::SystemPlatform platform;
   std::unique_ptr<gate::Gate> gate;
   std::unique_ptr<dbus::GateObject> gate_object;
   if (config.gate) gate = std::make_unique<gate::Gate>(*config.gate, platform, loop);
 
+  // A bus missing at start: fatal when named with --bus, else only the API
+  // is missing. A bus lost later is reconnected to (BusLink).
   if (!config.no_bus) {
     try {
-      connection = connect_bus(config.bus);
+      bus = std::make_unique<daemon::BusLink>(loop, config.bus);
     } catch (const sdbus::Error& e) {
       if (config.bus_given) throw;
       log(Level::warning, "no system bus ({}): running without D-Bus", e.getMessage());
     }
   }
-  if (connection) {
-    monitor.attach_bus(*connection);
-    if (gate) gate_object = std::make_unique<dbus::GateObject>(*connection, *gate);
-    loop.watch_dynamic(
-        [&connection] {
-          auto poll_data = connection->getEventLoopPollData();
-          return daemon::EventLoop::Dynamic{poll_data.fd, poll_data.events, bus_deadline(poll_data.timeout_usec)};
+  if (bus) {
+    // The monitor's Service is replaced by the next attach_bus; it goes quiet
+    // by itself once its connection is closed.
+    bus->serve(
+        [&](sdbus::IConnection& connection) {
+          monitor.attach_bus(connection);
+          if (gate) gate_object = std::make_unique<dbus::GateObject>(connection, *gate);
         },
-        [&connection] {
-          while (connection->processPendingRequest()) {
-          }
+        [&]() noexcept {
+          gate_object.reset();
+          monitor.detach_bus();
         });
   }
   if (gate) {

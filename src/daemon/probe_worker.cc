@@ -4,6 +4,7 @@
 #include <linux/btrfs.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -27,11 +29,19 @@ struct ProbeWorker::Shared {
     std::uint64_t token;
     gate::Loop::Clock::time_point queued;
   };
+  // One device's work: the job to run next, and whether a probe of it runs.
+  // Its name is in `order` exactly when it has a job and none runs: a job
+  // submitted while one runs waits for it, not for a worker.
+  struct Slot {
+    std::optional<Job> next;
+    bool running = false;
+  };
   std::mutex mutex;
   std::condition_variable wake;
-  std::deque<Job> jobs;
+  std::deque<std::string> order;  // devices ready to run, oldest first
+  std::map<std::string, Slot, std::less<>> slots;
   std::vector<Result> done;
-  std::size_t running = 0;  // jobs submitted and not collected
+  std::size_t running = 0;  // results to come or not collected
   std::size_t idle = 0;     // workers waiting for a job
   std::size_t workers = 0;
   bool closing = false;
@@ -40,11 +50,30 @@ struct ProbeWorker::Shared {
     if (event_fd >= 0) ::close(event_fd);
   }
   // Jobs no idle worker is about to take.
-  bool waiting() const { return jobs.size() > idle; }
+  bool waiting() const { return order.size() > idle; }
+  const Job& front() const { return *slots.find(order.front())->second.next; }
   void post(Result result) {
     done.push_back(std::move(result));
     std::uint64_t one = 1;
     (void)!::write(event_fd, &one, sizeof one);
+  }
+  // Takes the oldest ready job and marks its device running.
+  Job take() {
+    Slot& slot = slots.find(order.front())->second;
+    order.pop_front();
+    Job job = std::move(*slot.next);
+    slot.next.reset();
+    slot.running = true;
+    return job;
+  }
+  // A probe of `name` ended: run it once more if asked meanwhile.
+  void ended(const std::string& name) {
+    auto it = slots.find(name);
+    it->second.running = false;
+    if (it->second.next)
+      order.push_back(name);
+    else
+      slots.erase(it);
   }
 };
 
@@ -54,15 +83,15 @@ namespace {
 constexpr auto idle_lifetime = std::chrono::seconds(10);
 
 void work(std::shared_ptr<ProbeWorker::Shared> shared, ProbeWorker::Identify identify, bool first) {
+  lower_thread_priority();
   std::unique_lock lock(shared->mutex);
   for (;;) {
     ++shared->idle;
-    bool woken = shared->wake.wait_for(lock, idle_lifetime, [&] { return shared->closing || !shared->jobs.empty(); });
+    bool woken = shared->wake.wait_for(lock, idle_lifetime, [&] { return shared->closing || !shared->order.empty(); });
     --shared->idle;
     if (shared->closing || (!woken && !first)) break;
-    if (shared->jobs.empty()) continue;
-    ProbeWorker::Shared::Job job = std::move(shared->jobs.front());
-    shared->jobs.pop_front();
+    if (shared->order.empty()) continue;
+    ProbeWorker::Shared::Job job = shared->take();
     lock.unlock();
     devices::Identity identity;
     try {
@@ -73,6 +102,7 @@ void work(std::shared_ptr<ProbeWorker::Shared> shared, ProbeWorker::Identify ide
     }
     lock.lock();
     shared->post(ProbeWorker::Result{job.device.name, job.token, std::move(identity)});
+    shared->ended(job.device.name);  // a rerun is taken by this worker's next round
   }
   --shared->workers;
 }
@@ -112,8 +142,18 @@ bool ProbeWorker::start_worker() {
 void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t token) {
   auto now = loop_.now();
   std::lock_guard lock(shared_->mutex);
+  Shared::Slot& slot = shared_->slots[device.name];
+  if (slot.next) {
+    // Still queued (or waiting for its running probe): the newest wins, in
+    // the same place in line; one result comes for both.
+    slot.next->device = device;
+    slot.next->token = token;
+    return;
+  }
   ++shared_->running;
-  shared_->jobs.push_back(Shared::Job{device, token, now});
+  slot.next = Shared::Job{device, token, now};
+  if (slot.running) return;  // runs once more when the current probe ends
+  shared_->order.push_back(device.name);
   if (!shared_->waiting()) {
     shared_->wake.notify_one();
     return;
@@ -121,7 +161,8 @@ void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t toke
   if (shared_->workers < max_workers_ && start_worker()) return;
   if (shared_->workers == 0) {
     // No thread to be had at all: answer now rather than leave it queued.
-    shared_->jobs.pop_back();
+    shared_->order.pop_back();
+    shared_->slots.erase(device.name);
     devices::Identity identity;
     identity.state = devices::Identity::State::unreadable;
     identity.error = "cannot start a probe thread";
@@ -143,9 +184,12 @@ void ProbeWorker::rescue_waiting_job() {
   if (!shared_->waiting()) return;
   // Every worker has been busy for as long as the oldest job waited: one more
   // thread, beyond max_workers, for it. At most one a period, so a stuck
-  // hub grows the pool slowly.
-  bool started = loop_.now() - shared_->jobs.front().queued >= stuck_after_ && start_worker();
-  if (shared_->waiting()) arm_rescue(started ? loop_.now() : shared_->jobs.front().queued);
+  // hub grows the pool slowly, and never beyond the hard cap: with that many
+  // disks hung, the rest wait for one of them to come back (or for the
+  // kernel to fail their reads) rather than cost a thread each.
+  if (shared_->workers >= hard_cap()) return;  // a worker that ends frees a place; submit() re-arms
+  bool started = loop_.now() - shared_->front().queued >= stuck_after_ && start_worker();
+  if (shared_->waiting()) arm_rescue(started ? loop_.now() : shared_->front().queued);
 }
 
 std::vector<ProbeWorker::Result> ProbeWorker::collect() {
@@ -166,6 +210,14 @@ std::size_t ProbeWorker::in_flight() const {
 std::size_t ProbeWorker::workers() const {
   std::lock_guard lock(shared_->mutex);
   return shared_->workers;
+}
+
+void lower_thread_priority() {
+  // Linux keeps a nice value per thread: PRIO_PROCESS with a thread id.
+  auto tid = static_cast<id_t>(::gettid());
+  errno = 0;
+  int now = ::getpriority(PRIO_PROCESS, tid);
+  if (errno == 0) (void)::setpriority(PRIO_PROCESS, tid, std::min(now + 10, 19));
 }
 
 namespace {

@@ -2,9 +2,18 @@
 // that a burst of hotplug events (or the start, with every device at once)
 // does not start a thread per device. A job that has waited `stuck_after`
 // with every worker busy gets one more thread: a disk whose reads hang holds
-// only its own worker, never the bus or other devices' probes. Idle workers
-// beyond the first end after a while. Results come back through an eventfd
-// the loop polls.
+// only its own worker, never the bus or other devices' probes. Those rescue
+// threads are capped too: never more than max_workers + rescue_workers
+// threads in all (hard_cap()), whatever callers submit; beyond that, jobs
+// wait for a worker to come back. Idle workers beyond the first end after a
+// while. Results come back through an eventfd the loop polls.
+//
+// Coalescing: per device name at most one job queued and one running. A
+// submit for a device whose job is still queued replaces it (the newest
+// facts and token win); one for a device being probed runs once more after
+// that probe. The superseded results are the map's stale tokens anyway, so
+// N submits cost at most two probes, and a hung disk's submits never pile
+// up behind it.
 #pragma once
 
 #include <chrono>
@@ -33,6 +42,8 @@ class ProbeWorker {
   };
 
   static constexpr std::size_t default_max_workers = 4;
+  // Threads beyond max_workers for jobs stuck behind hung disks, at most.
+  static constexpr std::size_t rescue_workers = 4;
   static constexpr std::chrono::milliseconds default_stuck_after{1000};
 
   ProbeWorker(Identify identify, gate::Loop& loop, std::size_t max_workers = default_max_workers,
@@ -42,6 +53,7 @@ class ProbeWorker {
   ProbeWorker& operator=(const ProbeWorker&) = delete;
 
   int fd() const;
+  // Coalesced per device.name (see above).
   void submit(const devices::KernelDevice& device, std::uint64_t token);
   // Results finished since the last call; clears the eventfd.
   std::vector<Result> collect();
@@ -49,6 +61,8 @@ class ProbeWorker {
   std::size_t in_flight() const;
   // Threads running (busy or idle).
   std::size_t workers() const;
+  // workers() never exceeds this: max_workers + rescue_workers.
+  std::size_t hard_cap() const { return max_workers_ + rescue_workers; }
 
   struct Shared;
 
@@ -66,6 +80,11 @@ class ProbeWorker {
   std::optional<gate::Loop::TimerId> rescue_timer_;
   std::shared_ptr<Shared> shared_;  // outlives a hung thread after we are gone
 };
+
+// Lowers the calling thread's CPU priority (nice +10): background work
+// (probes, enumerations) gives way to the event loop, which answers callers
+// and applies removals. Called first thing by every worker thread.
+void lower_thread_priority();
 
 // The real identification: probe_path on the device node, then the tags
 // plain blkid would print. Errors become an unreadable identity with reason.

@@ -1,18 +1,31 @@
 #include "dbus/gate_object.h"
 
+#include "common/log.h"
 #include "dbus/service.h"
 #include "org.diskgate1.Gate.adaptor.h"
 
 namespace diskgate::dbus {
 
 class GateObject::Adaptor final
-    : public sdbus::AdaptorInterfaces<org::diskgate1::Gate_adaptor, sdbus::Properties_adaptor> {
+    : public sdbus::AdaptorInterfaces<org::diskgate1::Gate_adaptor, sdbus::ManagedObject_adaptor,
+                                      sdbus::Properties_adaptor> {
  public:
   Adaptor(sdbus::IConnection& connection, gate::Gate& gate)
       : AdaptorInterfaces(connection, gate_path), gate_(gate), last_(gate.status()) {
     registerAdaptor();
+    emitInterfacesAddedSignal({org::diskgate1::Gate_adaptor::INTERFACE_NAME});
   }
-  ~Adaptor() { unregisterAdaptor(); }
+  // A lost bus makes the signal fail: nobody is there to hear it anyway.
+  ~Adaptor() noexcept {
+    try {
+      emitInterfacesRemovedSignal({org::diskgate1::Gate_adaptor::INTERFACE_NAME});
+    } catch (const std::exception&) {
+    }
+    try {
+      unregisterAdaptor();
+    } catch (const std::exception&) {
+    }
+  }
 
   void changed(const gate::Status& now) {
     std::vector<std::string> names;
@@ -65,8 +78,17 @@ class GateObject::Adaptor final
 };
 
 GateObject::GateObject(sdbus::IConnection& connection, gate::Gate& gate)
-    : adaptor_(std::make_unique<Adaptor>(connection, gate)) {}
-GateObject::~GateObject() = default;
-void GateObject::changed(const gate::Status& status) { adaptor_->changed(status); }
+    : connection_(connection), adaptor_(std::make_unique<Adaptor>(connection, gate)) {}
+GateObject::~GateObject() noexcept = default;
+
+void GateObject::changed(const gate::Status& status) noexcept {
+  try {
+    adaptor_->changed(status);
+  } catch (const std::exception& e) {
+    // A lost bus is logged (once) by daemon::BusLink, which then drops this object.
+    if (connection_open(connection_))
+      log(Level::warning, "D-Bus: could not announce the gate's new state: {}", e.what());
+  }
+}
 
 }  // namespace diskgate::dbus

@@ -13,13 +13,18 @@ namespace diskgate::dbus {
 
 class GateObject {
  public:
+  // Registers the object and announces it (InterfacesAdded); throws
+  // sdbus::Error when the bus fails meanwhile.
   GateObject(sdbus::IConnection& connection, gate::Gate& gate);
-  ~GateObject();
-  // Emits PropertiesChanged for every property that differs from the last call.
-  void changed(const gate::Status& status);
+  // Announces the removal if the bus is still there; never throws.
+  ~GateObject() noexcept;
+  // Emits PropertiesChanged for every property that differs from the last
+  // call. Never throws: the gate calls it and must not stop for the bus.
+  void changed(const gate::Status& status) noexcept;
 
  private:
   class Adaptor;
+  sdbus::IConnection& connection_;
   std::unique_ptr<Adaptor> adaptor_;
 };
 

@@ -1,6 +1,7 @@
 #include "dbus/service.h"
 
 #include <cstdlib>
+#include <exception>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -53,6 +54,17 @@ std::map<std::string, std::string> tag_map(const devices::Device& device) {
 }
 
 }  // namespace
+
+bool connection_open(const sdbus::IConnection& connection) noexcept {
+  // sdbus-c++ 1.2 does not expose sd_bus_is_open(); sd_bus_get_events(),
+  // asked here, fails with ENOTCONN once the bus is closed.
+  try {
+    connection.getEventLoopPollData();
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
 
 void report_failures(const std::function<void()>& action) {
   try {
@@ -112,11 +124,18 @@ Dict filesystem_dict(const devices::FilesystemView& view) {
 class Service::Manager final
     : public sdbus::AdaptorInterfaces<org::diskgate1::Manager_adaptor, sdbus::ObjectManager_adaptor> {
  public:
-  Manager(sdbus::IConnection& connection, const devices::DeviceMap& map, std::function<void()> rescan)
+  Manager(sdbus::IConnection& connection, const devices::DeviceMap& map, Service::Rescan rescan)
       : AdaptorInterfaces(connection, manager_path), map_(map), rescan_(std::move(rescan)) {
     registerAdaptor();
   }
-  ~Manager() { unregisterAdaptor(); }
+  ~Manager() noexcept {
+    while (!pending_replies_.empty())
+      answer(pending_replies_.begin()->first, "diskgated stopped serving the bus before the rescan ended");
+    try {
+      unregisterAdaptor();
+    } catch (const std::exception&) {  // only frees slots; a dead bus is no reason to throw
+    }
+  }
 
  private:
   std::string Resolve(const std::string& spec) override {
@@ -141,10 +160,40 @@ class Service::Manager final
     if (!view) throw sdbus::Error(error_not_found, fmt::format("no filesystem has UUID {}", uuid));
     return filesystem_dict(*view);
   }
-  void Rescan() override { report_failures(rescan_); }
+  void Rescan(sdbus::Result<>&& result) override {
+    // Answered when the scan is done, so a client calling in a loop waits
+    // for each scan instead of flooding the loop with calls. The pending
+    // reply stays here: it refers to the connection, and this object goes
+    // before the connection does.
+    std::uint64_t id = next_reply_++;
+    pending_replies_.emplace(id, std::move(result));
+    try {
+      rescan_([this, id, alive = std::weak_ptr<int>(alive_)]() noexcept {
+        if (!alive.expired()) answer(id, nullptr);
+      });
+    } catch (const std::exception& e) {
+      answer(id, e.what());
+    }
+  }
+
+  // Replies to a pending Rescan: done, or failed with `error`.
+  void answer(std::uint64_t id, const char* error) noexcept {
+    auto node = pending_replies_.extract(id);
+    if (node.empty()) return;
+    try {
+      if (error)
+        node.mapped().returnError(sdbus::Error("org.freedesktop.DBus.Error.Failed", error));
+      else
+        node.mapped().returnResults();
+    } catch (const std::exception&) {  // the caller or the bus is gone
+    }
+  }
 
   const devices::DeviceMap& map_;
-  std::function<void()> rescan_;
+  Service::Rescan rescan_;
+  std::map<std::uint64_t, sdbus::Result<>> pending_replies_;
+  std::uint64_t next_reply_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks that outlive us
 };
 
 class Service::DeviceObject final
@@ -158,9 +207,16 @@ class Service::DeviceObject final
     registerAdaptor();
     emitInterfacesAddedSignal({org::diskgate1::Device_adaptor::INTERFACE_NAME});
   }
-  ~DeviceObject() {
-    emitInterfacesRemovedSignal({org::diskgate1::Device_adaptor::INTERFACE_NAME});
-    unregisterAdaptor();
+  // A lost bus makes the signal fail: nobody is there to hear it anyway.
+  ~DeviceObject() noexcept {
+    try {
+      emitInterfacesRemovedSignal({org::diskgate1::Device_adaptor::INTERFACE_NAME});
+    } catch (const std::exception&) {
+    }
+    try {
+      unregisterAdaptor();
+    } catch (const std::exception&) {
+    }
   }
   void changed() { emitPropertiesChangedSignal(org::diskgate1::Device_adaptor::INTERFACE_NAME); }
 
@@ -192,37 +248,57 @@ class Service::DeviceObject final
   std::string name_;
 };
 
-Service::Service(sdbus::IConnection& connection, const devices::DeviceMap& map, std::function<void()> rescan)
+Service::Service(sdbus::IConnection& connection, const devices::DeviceMap& map, Rescan rescan)
     : connection_(connection), map_(map), manager_(std::make_unique<Manager>(connection, map, std::move(rescan))) {
   for (const devices::Device* device : map_.all())
     objects_[device->kernel.name] = std::make_unique<DeviceObject>(connection_, map_, device->kernel.name);
 }
 
-Service::~Service() = default;
+Service::~Service() noexcept { drop(); }
+
+void Service::drop() noexcept {
+  objects_.clear();  // device objects first: they live under the manager's path
+  manager_.reset();
+}
 
 Dict Service::refresh(const devices::Device& device) {
-  auto& object = objects_[device.kernel.name];
-  if (object)
-    object->changed();
+  // (No empty entry is left behind when creating the object throws.)
+  if (auto it = objects_.find(device.kernel.name); it != objects_.end())
+    it->second->changed();
   else
-    object = std::make_unique<DeviceObject>(connection_, map_, device.kernel.name);
+    objects_.emplace(device.kernel.name, std::make_unique<DeviceObject>(connection_, map_, device.kernel.name));
   return device_dict(device);
 }
 
 void Service::publish(const std::vector<devices::Change>& changes) {
+  if (!manager_) return;
+  if (!connection_open(connection_)) {
+    drop();
+    return;
+  }
+  std::exception_ptr first_failure;
   for (const devices::Change& change : changes) {
-    if (auto* added = std::get_if<devices::DeviceAdded>(&change)) {
-      if (const devices::Device* device = map_.find(added->name)) manager_->emitDeviceAdded(refresh(*device));
-    } else if (auto* changed = std::get_if<devices::DeviceChanged>(&change)) {
-      if (const devices::Device* device = map_.find(changed->name)) manager_->emitDeviceChanged(refresh(*device));
-    } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change)) {
-      objects_.erase(removed->name);
-      manager_->emitDeviceRemoved(removed->node);
-    } else if (auto* complete = std::get_if<devices::FilesystemComplete>(&change)) {
-      manager_->emitFilesystemComplete(complete->uuid);
-    } else if (auto* incomplete = std::get_if<devices::FilesystemIncomplete>(&change)) {
-      manager_->emitFilesystemIncomplete(incomplete->uuid);
+    try {
+      publish_one(change);
+    } catch (const std::exception&) {
+      if (!first_failure) first_failure = std::current_exception();
     }
+  }
+  if (first_failure) std::rethrow_exception(first_failure);
+}
+
+void Service::publish_one(const devices::Change& change) {
+  if (auto* added = std::get_if<devices::DeviceAdded>(&change)) {
+    if (const devices::Device* device = map_.find(added->name)) manager_->emitDeviceAdded(refresh(*device));
+  } else if (auto* changed = std::get_if<devices::DeviceChanged>(&change)) {
+    if (const devices::Device* device = map_.find(changed->name)) manager_->emitDeviceChanged(refresh(*device));
+  } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change)) {
+    objects_.erase(removed->name);
+    manager_->emitDeviceRemoved(removed->node);
+  } else if (auto* complete = std::get_if<devices::FilesystemComplete>(&change)) {
+    manager_->emitFilesystemComplete(complete->uuid);
+  } else if (auto* incomplete = std::get_if<devices::FilesystemIncomplete>(&change)) {
+    manager_->emitFilesystemIncomplete(incomplete->uuid);
   }
 }
 

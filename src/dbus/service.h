@@ -23,6 +23,10 @@ using Dict = std::map<std::string, sdbus::Variant>;
 // code and end the daemon, so it is rethrown as org.freedesktop.DBus.Error.Failed.
 void report_failures(const std::function<void()>& action);
 
+// Whether `connection` is still open: a lost bus cannot be used any more
+// (every emission throws) and is replaced by a new connection.
+bool connection_open(const sdbus::IConnection& connection) noexcept;
+
 // A device as ListDevices() and the DeviceAdded/DeviceChanged signals give
 // it: the org.diskgate1.Device properties plus the kernel details and the
 // btrfs numbers the objects leave out.
@@ -31,18 +35,27 @@ Dict filesystem_dict(const devices::FilesystemView& view);
 
 class Service {
  public:
-  // Registers the objects on `connection` (which already owns the bus name).
-  // `rescan` runs when a client calls Rescan().
-  Service(sdbus::IConnection& connection, const devices::DeviceMap& map, std::function<void()> rescan);
-  ~Service();
+  // Registers the objects on `connection` (which already owns the bus name)
+  // and announces each device (InterfacesAdded). `rescan` runs when a
+  // client calls Rescan(). Throws sdbus::Error when the bus fails meanwhile.
+  // Starts (or joins) a rescan and calls `done` once it has been applied.
+  using Rescan = std::function<void(std::function<void()> done)>;
+  Service(sdbus::IConnection& connection, const devices::DeviceMap& map, Rescan rescan);
+  // Announces the objects' removal if the bus is still there; never throws.
+  ~Service() noexcept;
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
 
   // Emits the signals for changes the map just returned and adds or
-  // removes device objects.
+  // removes device objects. Once the connection is closed (the bus was
+  // lost) it drops every object, quietly, and publishes nothing more: a new
+  // Service on a new connection takes over (daemon::BusLink). Throws the
+  // first failure of a live connection, after publishing the other changes.
   void publish(const std::vector<devices::Change>& changes);
 
  private:
+  void drop() noexcept;
+  void publish_one(const devices::Change& change);
   class Manager;
   // Creates or updates the device's object; returns its properties.
   Dict refresh(const devices::Device& device);

@@ -197,13 +197,32 @@ void DeviceMap::snapshot(const Snapshot& event, std::vector<Change>& out) {
   for (const auto& [name, entry] : devices_)
     if (!wanted.contains(name)) gone.push_back(name);
   for (const std::string& name : gone) remove(name, out);
-  for (const auto& [name, device] : wanted) upsert(*device, false, out);
+  for (const auto& [name, device] : wanted) {
+    bool known = devices_.contains(name);
+    std::size_t first = out.size();
+    upsert(*device, event.media_changed, out);
+    if (!event.forget_identities || !known) continue;
+    bool changed = false, probing = false;
+    for (std::size_t i = first; i < out.size(); ++i) {
+      changed |= std::holds_alternative<DeviceChanged>(out[i]);
+      probing |= std::holds_alternative<NeedsProbe>(out[i]);
+    }
+    Entry& entry = devices_.find(name)->second;
+    if (probing || entry.device.kernel.size_bytes == 0) continue;  // already reset, or nothing to read
+    bool visible = entry.device.identity.state != State::unprobed;
+    unindex(name, entry.device);
+    reset_identity(entry);
+    if (visible && !changed) out.emplace_back(DeviceChanged{name});
+    out.emplace_back(NeedsProbe{name, *entry.pending});
+  }
 }
 
 void DeviceMap::index(const std::string& name, const Device& device) {
   for (std::size_t key = 0; key < key_count; ++key) {
     std::string value = key_value(device, key);
-    if (!value.empty()) index_[key][value].insert(name);
+    if (value.empty()) continue;
+    if (key == key_uuid) dirty_.insert(value);
+    index_[key][value].insert(name);
   }
 }
 
@@ -211,6 +230,7 @@ void DeviceMap::unindex(const std::string& name, const Device& device) {
   for (std::size_t key = 0; key < key_count; ++key) {
     std::string value = key_value(device, key);
     if (value.empty()) continue;
+    if (key == key_uuid) dirty_.insert(value);
     auto it = index_[key].find(value);
     if (it == index_[key].end()) continue;
     it->second.erase(name);
@@ -316,16 +336,24 @@ FilesystemView DeviceMap::view(const std::set<std::string>& names) const {
 }
 
 void DeviceMap::report_filesystems(std::vector<Change>& out) {
-  std::map<std::string, std::string> now;
-  for (const auto& [folded, names] : index_[key_uuid]) {
-    FilesystemView v = view(names);
-    if (v.complete) now.emplace(folded, v.uuid);
+  // Incomplete ones first, then complete ones, each by folded uuid (dirty_
+  // is sorted so).
+  std::vector<Change> completed;
+  for (const std::string& folded : dirty_) {
+    auto members = index_[key_uuid].find(folded);
+    std::optional<FilesystemView> v;
+    if (members != index_[key_uuid].end()) v = view(members->second);
+    auto was = complete_.find(folded);
+    if (v && v->complete) {
+      if (was == complete_.end()) completed.emplace_back(FilesystemComplete{v->uuid});
+      complete_[folded] = v->uuid;
+    } else if (was != complete_.end()) {
+      out.emplace_back(FilesystemIncomplete{was->second});
+      complete_.erase(was);
+    }
   }
-  for (const auto& [folded, uuid] : complete_)
-    if (!now.contains(folded)) out.emplace_back(FilesystemIncomplete{uuid});
-  for (const auto& [folded, uuid] : now)
-    if (!complete_.contains(folded)) out.emplace_back(FilesystemComplete{uuid});
-  complete_ = std::move(now);
+  dirty_.clear();
+  for (Change& change : completed) out.push_back(std::move(change));
 }
 
 // ---- Queries ----

@@ -81,8 +81,16 @@ struct Removed {
 // Every device there is now (after ENOBUFS: the monitor lost events).
 // Devices not listed are removed, the others upserted without media_changed.
 // A later entry with the same name wins.
+// media_changed: every listed device is upserted with media_changed (a
+// rescan: all probed again, identities kept meanwhile), in one event.
+// forget_identities (events were lost): a listed device already known with
+// the same size and major:minor may still hold other contents (a disk
+// swapped unseen), so its identity is forgotten (unprobed, unindexed:
+// DeviceChanged) and probed again (NeedsProbe) rather than kept.
 struct Snapshot {
   std::vector<KernelDevice> devices;
+  bool forget_identities = false;
+  bool media_changed = false;
 };
 using Event = std::variant<Upsert, Identified, Removed, Snapshot>;
 
@@ -197,6 +205,10 @@ class DeviceMap {
   std::map<std::string, Entry, std::less<>> devices_;
   Index index_[key_count];
   std::map<std::string, std::string> complete_;  // folded uuid -> uuid as reported
+  // Folded UUIDs whose members changed since the last report: only their
+  // completeness can have changed (a probe result that changes nothing costs
+  // nothing, whatever the number of filesystems).
+  std::set<std::string> dirty_;
   std::uint64_t next_token_ = 1;
 };
 

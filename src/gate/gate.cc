@@ -13,14 +13,10 @@
 namespace diskgate::gate {
 
 namespace {
-constexpr auto max_backoff = std::chrono::seconds(60);
-constexpr auto healthy_run = std::chrono::seconds(60);
-
 std::string describe(const os::ExitStatus& status) {
   return status.signalled ? fmt::format("killed by signal {}", status.code)
                           : fmt::format("exited with status {}", status.code);
 }
-
 }  // namespace
 
 std::string_view to_string(State state) {
@@ -38,12 +34,20 @@ std::string_view to_string(State state) {
 }
 
 Gate::Gate(Config config, os::Platform& platform, Loop& loop)
-    : config_(std::move(config)), platform_(platform), loop_(loop) {}
+    : config_(std::move(config)),
+      loop_(loop),
+      mount_point_(config_.target, platform, config_.credentials),
+      supervisor_({config_.argv, config_.credentials, config_.stop_timeout,
+                   config_.runtime_dir.empty() ? "" : program_record_path(config_.runtime_dir, config_.target)},
+                  platform, loop) {
+  supervisor_.on_exit([this](const os::ExitStatus& exit) { on_program_exit(exit); });
+  supervisor_.on_unkillable([this] { on_program_unkillable(); });
+  supervisor_.on_error([this](const std::string& error) { set_error(error); });
+}
 
 Gate::~Gate() {
-  for (auto* timer : {&kill_timer_, &restart_timer_, &degraded_timer_})
+  for (auto* timer : {&degraded_timer_, &retry_timer_})
     if (*timer) loop_.cancel(**timer);
-  if (child_) loop_.unwatch(child_->pidfd);
 }
 
 void Gate::update(const devices::DeviceMap& map) {
@@ -107,13 +111,26 @@ void Gate::evaluate_once() {
   status_.fstype = source.fstype;
   status_.device = source.device;
   publish();
+  // Failed waits for its retry; a program that survived SIGKILL (or one
+  // left by an earlier diskgated) must be gone before anything is mounted.
+  if (retry_timer_ || supervisor_.reclaiming() || supervisor_.running()) return;
+  if (!reclaimed_) {
+    supervisor_.reclaim([this](bool stopped) {
+      if (!stopped) {
+        fail(status_.last_error);
+        return;
+      }
+      reclaimed_ = true;
+      evaluate();
+    });
+    if (!reclaimed_) return;  // stopping the leftover program first
+  }
 
   std::vector<os::MountEntry> mounts;
   try {
-    mounts = platform_.mounts_at(config_.target);
+    mounts = mount_point_.mounts();
   } catch (const os::OsError& e) {
-    set_error(e.what());
-    set_state(State::failed);
+    fail(e.what());
     return;
   }
   if (!mounts.empty()) {
@@ -128,46 +145,34 @@ void Gate::evaluate_once() {
       return;
     }
     if (ours) {
-      log(Level::notice, "gate: adopting {} already mounted on {}", top.source, config_.target);
-      mounted_ = true;
-      mounted_members_ = source.members;
-      mounted_uuid_ = source.fs_uuid;
-      status_.mount_data = top.super_options;
-      status_.degraded = false;
-      status_.last_error.clear();
-      set_state(State::mounted);
-      start_program();
+      adopt(source, top);
       return;
     }
     if (there && there->identity.state == devices::Identity::State::unprobed) return;  // decide once probed
     if (source.kind == SourceState::Kind::unprobed) return;
     std::string what = there_uuid.empty() ? fmt::format("{} ({})", top.source, top.fstype)
                                           : fmt::format("{} ({}, UUID={})", top.source, top.fstype, there_uuid);
-    set_error(fmt::format("{} already has {} mounted, which is not {}; refusing to mount over it", config_.target,
-                          what, config_.source_text));
-    set_state(State::failed);
+    fail(fmt::format("{} already has {} mounted, which is not {}; refusing to mount over it", config_.target, what,
+                     config_.source_text));
     return;
   }
-  if (!locked_) {
+  if (!mount_point_.locked()) {
     try {
-      std::string note = platform_.lock_directory(config_.target);
+      std::string note = mount_point_.lock();
       if (!note.empty()) log(Level::notice, "gate: {}: {}", config_.target, note);
     } catch (const os::OsError& e) {
       // Never mount or run anything on a target we could not secure.
-      set_error(e.what());
-      set_state(State::failed);
+      fail(e.what());
       return;
     }
-    locked_ = true;
   }
 
   switch (source.kind) {
     case SourceState::Kind::ready:
       disarm_degraded_timer();
       if (!config_.fstype.empty() && config_.fstype != source.fstype) {
-        set_error(fmt::format("--fstype {} disagrees with the probe: {} on {} is {}", config_.fstype,
-                              config_.source_text, source.device, source.fstype));
-        set_state(State::failed);
+        fail(fmt::format("--fstype {} disagrees with the probe: {} on {} is {}", config_.fstype, config_.source_text,
+                         source.device, source.fstype));
         return;
       }
       mount(source, false);
@@ -194,36 +199,21 @@ void Gate::evaluate_once() {
 
 void Gate::mount(const SourceState& source, bool degraded) {
   set_state(State::mounting);
+  std::string owner_data;
+  if (config_.credentials && (source.fstype == "vfat" || source.fstype == "exfat"))
+    owner_data = fmt::format("uid={},gid={}", config_.credentials->uid, config_.credentials->gid);
   std::string data = join_data({source.fstype == "btrfs" ? source.member_data : "", degraded ? "degraded" : "",
-                                config_.options.data, config_.data});
+                                owner_data, config_.options.data, config_.data});
   status_.mount_data = data;
   try {
     status_.mount_called_usec = now_usec();
-    platform_.mount(source.device, config_.target, source.fstype, config_.options.flags, data);
+    mount_point_.mount(source, config_.options.flags, data);
     status_.mounted_at_usec = now_usec();
-  } catch (const os::OsError& e) {
-    set_error(e.what());
-    set_state(State::failed);
+  } catch (const std::exception& e) {
+    fail(e.what());
     return;
   }
-  locked_ = false;
-  // A mount that does not show in the mount table (a racing unmount, a
-  // namespace mix-up) must not be retried in a loop: fail and say so.
-  bool visible = false;
-  try {
-    visible = !platform_.mounts_at(config_.target).empty();
-  } catch (const os::OsError& e) {
-    set_error(e.what());
-  }
-  if (!visible) {
-    set_error(fmt::format("{} is not mounted after mount(2) returned; not starting {}", config_.target,
-                          config_.argv.front()));
-    set_state(State::failed);
-    return;
-  }
-  mounted_ = true;
-  mounted_members_ = source.members;
-  mounted_uuid_ = source.fs_uuid;
+  retry_backoff_.reset();
   status_.degraded = degraded;
   status_.last_error.clear();
   waiting_for_.clear();
@@ -239,24 +229,39 @@ void Gate::mount(const SourceState& source, bool degraded) {
   start_program();
 }
 
+void Gate::adopt(const SourceState& source, const os::MountEntry& top) {
+  try {
+    mount_point_.adopt(source);
+  } catch (const std::exception& e) {
+    fail(fmt::format("not adopting what is mounted on {}: {}", config_.target, e.what()));
+    return;
+  }
+  log(Level::notice, "gate: adopting {} already mounted on {}", top.source, config_.target);
+  status_.mount_data = top.super_options;
+  status_.degraded = false;
+  status_.last_error.clear();
+  set_state(State::mounted);
+  start_program();
+}
+
 void Gate::start_program() {
-  if (status_.state != State::mounted || child_) return;
+  if (status_.state != State::mounted || supervisor_.running()) return;
   // Never run the program on the bare directory: check the mount is there.
   std::vector<os::MountEntry> mounts;
   try {
-    mounts = platform_.mounts_at(config_.target);
+    mounts = mount_point_.mounts();
   } catch (const os::OsError& e) {
     set_error(e.what());
   }
   if (mounts.empty()) {
     set_error(fmt::format("{} is not mounted any more; not starting {}", config_.target, config_.argv.front()));
-    mounted_ = false;
+    mount_point_.forget();
     set_state(State::waiting);
     evaluate();
     return;
   }
   try {
-    child_ = platform_.spawn(config_.argv, std::nullopt);
+    supervisor_.start();
   } catch (const os::OsError& e) {
     set_error(e.what());
     status_.last_exit_status = "could not be started";
@@ -265,57 +270,49 @@ void Gate::start_program() {
       finish(127);
       return;
     }
-    schedule_restart();
+    supervisor_.restart_later([this] { start_program(); });
     publish();
     return;
   }
-  started_at_ = loop_.now();
   status_.started_at_usec = now_usec();
-  status_.program_pid = child_->pid;
-  loop_.watch_readable(child_->pidfd, [this] { on_child_exit(); });
-  log(Level::info, "gate: started {} (pid {})", config_.argv.front(), child_->pid);
+  status_.program_pid = supervisor_.pid();
+  log(Level::info, "gate: started {} (pid {})", config_.argv.front(), supervisor_.pid());
   set_state(status_.degraded ? State::degraded : State::running);
 }
 
-void Gate::on_child_exit() {
-  if (!child_) return;
-  std::optional<os::ExitStatus> exit;
-  try {
-    exit = platform_.reap(*child_);
-  } catch (const os::OsError& e) {
-    // The child cannot be waited for (it is gone): treat it as ended.
-    set_error(e.what());
-    exit = os::ExitStatus{true, SIGKILL};
-  }
-  if (!exit) return;
-  loop_.unwatch(child_->pidfd);
-  pid_t pid = child_->pid;
-  child_.reset();
+void Gate::on_program_exit(const os::ExitStatus& exit) {
+  pid_t pid = status_.program_pid;
   status_.program_pid = 0;
-  status_.last_exit_status = describe(*exit);
-  if (kill_timer_) {
-    loop_.cancel(*kill_timer_);
-    kill_timer_.reset();
-  }
-  if (stop_requested_) {
-    stop_requested_ = false;
-    log(Level::info, "gate: {} (pid {}) stopped: {}", config_.argv.front(), pid, status_.last_exit_status);
-    auto next = std::move(after_child_exit_);
-    after_child_exit_ = nullptr;
-    next();
-    return;
-  }
+  status_.last_exit_status = describe(exit);
   ++status_.restarts;
   log(Level::warning, "gate: {} (pid {}) {}", config_.argv.front(), pid, status_.last_exit_status);
-  bool failed = exit->signalled || exit->code != 0;
+  bool failed = exit.signalled || exit.code != 0;
   bool again = config_.restart == RestartPolicy::always || (config_.restart == RestartPolicy::on_failure && failed);
   if (!again) {
-    finish(exit->signalled ? 128 + exit->code : exit->code);
+    finish(exit.signalled ? 128 + exit.code : exit.code);
     return;
   }
   set_state(State::mounted);
-  if (loop_.now() - started_at_ >= healthy_run) backoff_ = std::chrono::seconds(1);
-  schedule_restart();
+  supervisor_.restart_later([this] { start_program(); });
+}
+
+void Gate::on_program_unkillable() {
+  // A process in uninterruptible sleep on a dead disk survives SIGKILL.
+  // Detach the filesystem so nothing new reaches it; the program is reaped
+  // (and the stop goes on) whenever the kernel lets it go.
+  std::string detached = mount_point_.detach();
+  status_.mount_data.clear();
+  status_.degraded = false;
+  std::string error = fmt::format(
+      "{} (pid {}) survived SIGKILL for {} ms (stuck on a dead disk?): {} detached{}", config_.argv.front(),
+      supervisor_.pid(), config_.stop_timeout.count(), config_.target, detached.empty() ? "" : ": " + detached);
+  if (shutting_down_) {
+    set_error(error);
+    set_state(State::stopped);
+    if (auto done = std::move(shutdown_done_)) done();
+    return;
+  }
+  fail(error);
 }
 
 void Gate::finish(int code) {
@@ -326,93 +323,40 @@ void Gate::finish(int code) {
   if (finished_) finished_(code);
 }
 
-void Gate::schedule_restart() {
-  auto delay = backoff_;
-  backoff_ = std::min<Loop::Clock::duration>(backoff_ * 2, max_backoff);
-  log(Level::info, "gate: restarting {} in {} ms", config_.argv.front(),
-      std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
-  restart_timer_ = loop_.after(delay, [this] {
-    restart_timer_.reset();
-    start_program();
-  });
-}
-
 void Gate::stop_program(std::function<void()> next) {
-  if (restart_timer_) {
-    loop_.cancel(*restart_timer_);
-    restart_timer_.reset();
-  }
-  if (!child_) {
+  if (!supervisor_.running()) {
+    supervisor_.cancel_restart();
     next();
     return;
   }
-  if (stop_requested_) {  // already stopping: keep its kill timer, change what follows
-    after_child_exit_ = std::move(next);
-    return;
-  }
   set_state(State::stopping);
-  stop_requested_ = true;
-  after_child_exit_ = std::move(next);
-  signal_program(SIGTERM);
-  kill_timer_ = loop_.after(config_.stop_timeout, [this] {
-    kill_timer_.reset();
-    if (!child_) return;
-    log(Level::warning, "gate: {} (pid {}) ignored SIGTERM for {} ms: sending SIGKILL", config_.argv.front(),
-        child_->pid, config_.stop_timeout.count());
-    signal_program(SIGKILL);
+  supervisor_.stop([this, next = std::move(next)] {
+    if (supervisor_.last_exit()) status_.last_exit_status = describe(*supervisor_.last_exit());
+    log(Level::info, "gate: {} (pid {}) stopped: {}", config_.argv.front(), status_.program_pid,
+        status_.last_exit_status);
+    status_.program_pid = 0;
+    publish();
+    next();
   });
 }
 
-void Gate::signal_program(int signal) {
-  try {
-    platform_.signal_group(child_->pid, signal);
-  } catch (const os::OsError& e) {
-    set_error(e.what());  // the kill timer still follows a failed SIGTERM
-  }
-}
-
 void Gate::unmount() {
-  if (!mounted_) return;
-  try {
-    platform_.unmount(config_.target, false);
-  } catch (const os::OsError& e) {
-    if (e.error_number == EBUSY) {
-      // The program is gone; whatever still holds the mount cannot make us
-      // write to the wrong disk once it is detached.
-      log(Level::warning, "gate: {} is busy: detaching it lazily", config_.target);
-      try {
-        platform_.unmount(config_.target, true);
-      } catch (const os::OsError& lazy) {
-        set_error(lazy.what());
-      }
-    } else if (e.error_number != EINVAL) {  // EINVAL: not mounted any more
-      set_error(e.what());
-    }
-  }
-  log(Level::notice, "gate: unmounted {}", config_.target);
-  mounted_ = false;
-  mounted_members_.clear();
-  mounted_uuid_.clear();
+  if (std::string error = mount_point_.unmount(); !error.empty()) set_error(error);
   status_.mount_data.clear();
   status_.degraded = false;
-  try {
-    std::string note = platform_.lock_directory(config_.target);
-    locked_ = true;
-    if (!note.empty()) log(Level::debug, "gate: {}: {}", config_.target, note);
-  } catch (const os::OsError& e) {
-    set_error(e.what());
-  }
 }
 
 bool Gate::members_still_there() const {
-  for (const std::string& node : mounted_members_) {
+  for (const std::string& node : mount_point_.members()) {
     const devices::Device* device = map_->find_node(node);
     if (!device || device->kernel.size_bytes == 0) return false;
     switch (device->identity.state) {
       case devices::Identity::State::unprobed:
         break;  // being probed again; not gone
       case devices::Identity::State::identified:
-        if (!mounted_uuid_.empty() && devices::fold_uuid(probe::tag_value(device->identity.tags, "UUID")) != devices::fold_uuid(mounted_uuid_))
+        if (!mount_point_.uuid().empty() &&
+            devices::fold_uuid(probe::tag_value(device->identity.tags, "UUID")) !=
+                devices::fold_uuid(mount_point_.uuid()))
           return false;
         break;
       case devices::Identity::State::unidentified:
@@ -429,7 +373,7 @@ void Gate::arm_degraded_timer(const SourceState& source) {
       std::chrono::duration_cast<std::chrono::seconds>(*config_.degraded_after).count());
   degraded_timer_ = loop_.after(*config_.degraded_after, [this] {
     degraded_timer_.reset();
-    if (status_.state != State::waiting || !map_) return;
+    if (status_.state != State::waiting || !map_ || supervisor_.running()) return;
     SourceState now = evaluate_source(*map_, config_.source);
     if (now.kind != SourceState::Kind::incomplete || now.present == 0) {
       evaluate();
@@ -453,6 +397,8 @@ void Gate::start() {
   if (status_.state != State::stopped && status_.state != State::failed) return;
   log(Level::info, "gate: start requested");
   status_.last_error.clear();
+  cancel_retry();
+  retry_backoff_.reset();
   set_state(State::waiting);
   evaluate();
 }
@@ -461,6 +407,7 @@ void Gate::stop() {
   if (status_.state == State::stopped || shutting_down_) return;
   log(Level::info, "gate: stop requested");
   disarm_degraded_timer();
+  cancel_retry();
   stop_program([this] {
     unmount();
     set_state(State::stopped);
@@ -469,36 +416,55 @@ void Gate::stop() {
 
 void Gate::restart_program() {
   if (status_.state == State::stopping || status_.state == State::stopped || shutting_down_) return;
-  if (child_) {
+  if (supervisor_.running()) {
     stop_program([this] {
       set_state(State::mounted);
-      backoff_ = std::chrono::seconds(1);
+      supervisor_.reset_backoff();
       evaluate();  // a member may have gone while the program stopped
       start_program();
     });
   } else if (status_.state == State::mounted) {
-    if (restart_timer_) {
-      loop_.cancel(*restart_timer_);
-      restart_timer_.reset();
-    }
+    supervisor_.cancel_restart();
     start_program();
   }
 }
 
 void Gate::reload_program() {
-  if (!child_) return;
-  log(Level::info, "gate: sending SIGHUP to {} (pid {})", config_.argv.front(), child_->pid);
-  signal_program(SIGHUP);
+  if (!supervisor_.running() || supervisor_.stopping()) return;
+  log(Level::info, "gate: sending SIGHUP to {} (pid {})", config_.argv.front(), supervisor_.pid());
+  supervisor_.signal(SIGHUP);
 }
 
 void Gate::shutdown(std::function<void()> done) {
   shutting_down_ = true;
   disarm_degraded_timer();
-  stop_program([this, done = std::move(done)] {
+  cancel_retry();
+  shutdown_done_ = std::move(done);
+  stop_program([this] {
     unmount();
     set_state(State::stopped);
-    done();
+    if (auto done = std::move(shutdown_done_)) done();
   });
+}
+
+void Gate::fail(std::string error) {
+  set_error(std::move(error));
+  set_state(State::failed);
+  if (retry_timer_ || shutting_down_) return;
+  auto delay = retry_backoff_.next();
+  log(Level::info, "gate: trying again in {} ms",
+      std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  retry_timer_ = loop_.after(delay, [this] {
+    retry_timer_.reset();
+    if (status_.state != State::failed) return;
+    set_state(State::waiting);
+    evaluate();
+  });
+}
+
+void Gate::cancel_retry() {
+  if (retry_timer_) loop_.cancel(*retry_timer_);
+  retry_timer_.reset();
 }
 
 void Gate::set_state(State state) {

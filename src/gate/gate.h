@@ -1,15 +1,17 @@
 // The gate: mounts the source once every member is present, runs the
 // program on it under supervision, and stops the program and unmounts
-// before (or as soon as) a member goes away. An explicit state machine;
-// every effect goes through the Platform and Loop seams.
+// before (or as soon as) a member goes away. An explicit state machine over
+// two parts with their own tests: the MountPoint (lock, verify, mount,
+// unmount) and the Supervisor (spawn, reap, backoff, kill escalation).
 //
 //   waiting ──ready──▶ mounting ──▶ mounted ──spawn──▶ running
 //      ▲                  │ error       ▲ backoff        │ exit: restart
 //      │                  ▼             └────────────────┤
-//      │               failed                             │ member gone / Stop
+//      │  backoff ◀──  failed                             │ member gone / Stop
 //      └──────── unmounted ◀──── stopping ◀───────────────┘
 //   degraded: running on a btrfs mounted with members missing
 //   stopped:  held by Stop() until Start()
+//   failed:   tried again after a backoff (1 s doubling to 60 s), or on Start()
 #pragma once
 
 #include <sys/types.h>
@@ -23,7 +25,9 @@
 #include "devices/device_map.h"
 #include "gate/loop.h"
 #include "gate/mount_options.h"
+#include "gate/mount_point.h"
 #include "gate/source_state.h"
+#include "gate/supervisor.h"
 #include "os/platform.h"
 
 namespace diskgate::gate {
@@ -41,6 +45,10 @@ struct Config {
   RestartPolicy restart = RestartPolicy::always;
   std::chrono::milliseconds stop_timeout{10'000};
   std::optional<std::chrono::milliseconds> degraded_after;
+  std::optional<os::Credentials> credentials;  // --user; unset: as diskgated
+  // Where the running program is recorded for a diskgated started again
+  // after a crash; "" keeps no record.
+  std::string runtime_dir;
 };
 
 enum class State { waiting, mounting, mounted, running, stopping, degraded, failed, stopped };
@@ -95,45 +103,45 @@ class Gate {
  private:
   void evaluate();
   void evaluate_once();
-  // Sends `signal` to the program's process group; a failure is LastError.
-  void signal_program(int signal);
+  // Leaves waiting/failed for mounted (or failed again).
   void mount(const SourceState& source, bool degraded);
+  void adopt(const SourceState& source, const os::MountEntry& top);
   void start_program();
-  void on_child_exit();
-  void schedule_restart();
+  void on_program_exit(const os::ExitStatus& exit);
+  void on_program_unkillable();
   // The program ended for good: unmount and tell the daemon.
   void finish(int code);
-  // Stops the program (TERM, then KILL after stop_timeout), then runs `next`.
+  // Stops the program, then runs `next`; the state is stopping meanwhile.
   void stop_program(std::function<void()> next);
   void unmount();
   bool members_still_there() const;
   void arm_degraded_timer(const SourceState& source);
   void disarm_degraded_timer();
+  // failed, with `error`; tried again after the backoff.
+  void fail(std::string error);
+  void cancel_retry();
   void set_state(State state);
   void set_error(std::string error);
   void publish();
   std::uint64_t now_usec() const;
 
   Config config_;
-  os::Platform& platform_;
   Loop& loop_;
+  // Declared before the supervisor: destroyed after it, so that a last-
+  // resort kill of the program comes before a last-resort detach.
+  MountPoint mount_point_;
+  Supervisor supervisor_;
   const devices::DeviceMap* map_ = nullptr;
   Status status_;
   std::optional<Status> published_;  // what the listener saw last
   std::function<void(const Status&)> listener_;
   std::function<void(int)> finished_;
+  std::function<void()> shutdown_done_;
 
-  std::optional<os::Platform::Child> child_;
-  bool stop_requested_ = false;             // the child's exit is ours
-  std::function<void()> after_child_exit_;  // continuation of stop_program
-  std::optional<Loop::TimerId> kill_timer_, restart_timer_, degraded_timer_;
-  Loop::Clock::duration backoff_ = std::chrono::seconds(1);
-  Loop::Clock::time_point started_at_{};
-  bool mounted_ = false;                      // we mounted (or adopted) the target
-  bool locked_ = false;                       // the bare target is locked
+  std::optional<Loop::TimerId> degraded_timer_, retry_timer_;
+  Backoff retry_backoff_;                     // for failed
+  bool reclaimed_ = false;                    // a program left by an earlier run is gone
   std::string waiting_for_;                   // last reason logged for waiting
-  std::vector<std::string> mounted_members_;  // nodes we mounted (or adopted) with
-  std::string mounted_uuid_;
   bool shutting_down_ = false;
   bool evaluating_ = false;
   bool reevaluate_ = false;

@@ -49,6 +49,8 @@ SourceState evaluate_source(const devices::DeviceMap& map, const devices::Spec& 
     state.kind = SourceState::Kind::ready;
     state.device = first.kernel.node;
     state.members = {first.kernel.node};
+    state.device_major = first.kernel.major;
+    state.device_minor = first.kernel.minor;
     state.present = state.expected = 1;
     return state;
   }
@@ -58,6 +60,14 @@ SourceState evaluate_source(const devices::DeviceMap& map, const devices::Spec& 
   state.missing_devids = view->missing_devids;
   state.member_data = view->mount_data;
   state.device = view->devices.empty() ? first.kernel.node : view->devices.front();
+  for (const std::string& node : state.members) {
+    const devices::Device* member = map.find_node(node);
+    state.member_uuid_subs.push_back(member ? probe::tag_value(member->identity.tags, "UUID_SUB") : "");
+  }
+  if (const devices::Device* device = map.find_node(state.device)) {
+    state.device_major = device->kernel.major;
+    state.device_minor = device->kernel.minor;
+  }
   if (!view->conflicts.empty()) {
     state.kind = SourceState::Kind::ambiguous;
     state.detail = fmt::format("filesystem {} has members in conflict (a copied disk?): {}", state.fs_uuid,

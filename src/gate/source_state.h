@@ -24,6 +24,10 @@ struct SourceState {
   std::string label;
   std::string device;  // the node to mount (btrfs: the lowest devid present)
   std::vector<std::string> members;  // nodes that belong, by devid
+  // btrfs: each member's UUID_SUB, as the map knows it (beside `members`).
+  // The gate reads the superblocks again before mounting and compares.
+  std::vector<std::string> member_uuid_subs;
+  unsigned device_major = 0, device_minor = 0;  // of `device`
   std::string member_data;           // btrfs: "device=/dev/A,device=/dev/B"
   std::uint64_t present = 0, expected = 0;
   std::vector<std::uint64_t> missing_devids;

@@ -113,9 +113,13 @@ class Platform {
     pid_t pid = -1;
     int pidfd = -1;
   };
-  // The child gets SIGKILL if diskgated dies (PR_SET_PDEATHSIG), and runs
-  // with `credentials` when given (setgroups(0), setgid, setuid, every
-  // capability dropped from all sets and the bounding set, no_new_privs).
+  // The child gets SIGKILL if diskgated dies (PR_SET_PDEATHSIG: strictly,
+  // when the thread that called spawn ends), and runs with `credentials`
+  // when given (setgroups(0), setgid, setuid, every capability dropped from
+  // all sets and the bounding set, no_new_privs). A step that fails in the
+  // child is reported here: "spawn PROGRAM: setuid 65534: Operation not
+  // permitted", "spawn PROGRAM: execve as uid 65534 gid 65534: Permission
+  // denied".
   virtual Child spawn(const std::vector<std::string>& argv, const std::optional<Credentials>& credentials) = 0;
   // Sends `signal` to the process group `pgid`; a group already gone is fine.
   virtual void signal_group(pid_t pgid, int signal) = 0;
@@ -123,22 +127,26 @@ class Platform {
   // the pidfd when it returns a status.
   virtual std::optional<ExitStatus> reap(const Child& child) = 0;
 
-  // The live processes whose process group is `pgid` (read from /proc).
+  // The live processes whose process group is `pgid` (read from /proc;
+  // zombies are not live), by pid. Throws OsError for pgid <= 0.
   virtual std::vector<ProcessInfo> processes_in_group(pid_t pgid) = 0;
   // The start time of `pid`; nullopt when no such process runs.
   virtual std::optional<std::uint64_t> process_start_time(pid_t pid) = 0;
 
   // Small state files under the runtime directory (/run/diskgate): the
   // record of the running program. read_text gives nullopt when the file
-  // does not exist; write_text replaces it atomically (missing parent
-  // directories created 0700); remove_file ignores a missing file.
+  // does not exist, and refuses a symlink (ELOOP); write_text replaces it
+  // atomically through PATH.tmp.PID (missing parent directories created
+  // 0700, the file 0600; a symlink at PATH is replaced, not followed);
+  // remove_file ignores a missing file.
   virtual std::optional<std::string> read_text(const std::string& path) = 0;
   virtual void write_text(const std::string& path, const std::string& text) = 0;
   virtual void remove_file(const std::string& path) = 0;
 
   // chown of the root directory of the filesystem mounted at `target`, so
-  // that a program running as another user can write there. Through a
-  // descriptor opened without following symlinks.
+  // that a program running as another user can write there, and u+rwx.
+  // Through a descriptor opened without following symlinks; refuses a target
+  // that is not a mount root (EINVAL). vfat and exfat refuse chown (EPERM).
   virtual void give_root_to(const std::string& target, const Credentials& credentials) = 0;
 };
 

@@ -174,13 +174,13 @@ int BlockDevices::fd() const {
   return impl_->fd;
 }
 
-std::vector<devices::KernelDevice> BlockDevices::enumerate() const {
-  const Impl& m = *impl_;
+namespace {
+std::vector<devices::KernelDevice> enumerate_with(::udev* context) {
   auto fail = [&](const std::string& what, int err) -> void {
     throw UdevError("udev enumeration of block devices: " + what + ": " + errno_text(err));
   };
   errno = 0;
-  Ref<udev_enumerate> scan(udev_enumerate_new(m.context.get()));
+  Ref<udev_enumerate> scan(udev_enumerate_new(context));
   if (!scan) fail("cannot create enumerator", errno ? errno : ENOMEM);
   if (int r = udev_enumerate_add_match_subsystem(scan.get(), "block"); r < 0) fail("cannot add subsystem match", r);
   if (int r = udev_enumerate_scan_devices(scan.get()); r < 0) fail("cannot scan /sys", r);
@@ -188,11 +188,24 @@ std::vector<devices::KernelDevice> BlockDevices::enumerate() const {
   std::vector<devices::KernelDevice> out;
   udev_list_entry* entry = nullptr;
   udev_list_entry_foreach(entry, udev_enumerate_get_list_entry(scan.get())) {
-    Ref<udev_device> dev(udev_device_new_from_syspath(m.context.get(), udev_list_entry_get_name(entry)));
+    Ref<udev_device> dev(udev_device_new_from_syspath(context, udev_list_entry_get_name(entry)));
     if (!dev) continue;  // removed since the scan
     out.push_back(kernel_device(dev.get(), true));
   }
   return out;
+}
+}  // namespace
+
+std::vector<devices::KernelDevice> BlockDevices::enumerate() const {
+  return enumerate_with(impl_->context.get());
+}
+
+std::vector<devices::KernelDevice> enumerate_block_devices() {
+  errno = 0;
+  Ref<::udev> context(udev_new());
+  if (!context) throw UdevError("udev enumeration of block devices: cannot create libudev context: " +
+                                errno_text(errno ? errno : ENOMEM));
+  return enumerate_with(context.get());
 }
 
 Received BlockDevices::receive() {

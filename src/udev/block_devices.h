@@ -58,6 +58,11 @@ struct Received {
   bool overflowed = false;
 };
 
+// The same as BlockDevices::enumerate(), on a libudev context of its own:
+// safe on another thread while the loop uses its BlockDevices (a libudev
+// context is not thread-safe). Throws UdevError.
+std::vector<devices::KernelDevice> enumerate_block_devices();
+
 class BlockDevices {
  public:
   // Creates the libudev context and a monitor for `source`, filtered to

@@ -541,6 +541,72 @@ check "SIGHUP: no FilesystemIncomplete emitted for filesystems that stayed compl
 check "SIGHUP: no DeviceRemoved/InterfacesRemoved emitted" "" \
 	"$(signals_since "$m" 'select(.member == "DeviceRemoved" or .member == "InterfacesRemoved") | .payload.data[0]' | paste -sd' ')"
 
+# ---- Rescan and SIGHUP run off the loop: other callers keep their answers ----
+
+# Not a benchmark (bench/rescan-flood is): one generous bound. busctl's
+# --timeout covers the call alone, not busctl's start.
+SLOW=$WORK/slow-resolves
+: >"$SLOW"
+rescans=$(grep -c 'rescanning' "$DAEMON_LOG")
+(
+	n=0 end=$((SECONDS + 4))
+	while ((SECONDS < end)); do
+		busctl --address="$BUS" --timeout=100ms call org.diskgate1 /org/diskgate1 org.diskgate1.Manager \
+			Resolve s "UUID=$VFAT_UUID" >/dev/null 2>>"$SLOW" || echo "Resolve $n failed or took over 100 ms" >>"$SLOW"
+		n=$((n + 1))
+	done
+	echo "$n" >"$WORK/resolves"
+) &
+RESOLVER=$!
+for i in 1 2 3; do
+	kill -HUP "$DAEMON_PID"
+	dg_call Rescan >/dev/null || echo "Rescan call $i failed" >>"$SLOW"
+	sleep 0.6
+done
+wait "$RESOLVER"
+check "rescans: SIGHUP and Rescan were served ($(( $(grep -c rescanning "$DAEMON_LOG") - rescans )) enumerations for 6 requests)" \
+	1 "$(( $(grep -c rescanning "$DAEMON_LOG") > rescans ))"
+check "rescans: every one of $(<"$WORK/resolves") Resolve calls during 3 SIGHUP + 3 Rescan answered within 100 ms" \
+	"" "$(head -n 5 "$SLOW")"
+wait_until "$TIMEOUT" none_unprobed "${our_nodes[@]}"
+check "rescans: the map is intact afterwards" "$before" "$(snapshot)"
+
+# ---- udev mode: the kernel's word on a removal is final, udevd or not ----
+
+if [[ $MODE == udev && -z $UDEVD_PID ]]; then
+	echo "# SKIP udevd stop/start checks: the udevd that runs is not this test's to stop"
+elif [[ $MODE == udev ]]; then
+	VFAT_KNAME=${VFAT_NODE#/dev/}
+	kill -TERM "$UDEVD_PID"
+	wait_until "$TIMEOUT" eval '! kill -0 "$UDEVD_PID" 2>/dev/null'
+	check "udevd stopped: our systemd-udevd (pid $UDEVD_PID) exits on SIGTERM" 0 $?
+	wait "$UDEVD_PID" 2>/dev/null
+	UDEVD_PID=''
+	m=$(mark)
+	echo remove >"/sys/block/$VFAT_KNAME/uevent"
+	wait_until 5 has_signals "$m" 'select(.member == "DeviceRemoved" and .payload.data[0] == $n)' --arg n "$VFAT_NODE"
+	check "udevd stopped: a kernel remove of $VFAT_NODE gives DeviceRemoved within 5 s" 0 $?
+	check "udevd stopped: Resolve UUID=$VFAT_UUID is NotFound" org.diskgate1.Error.NotFound \
+		"$(dg_error Resolve "UUID=$VFAT_UUID")"
+	wait_until "$TIMEOUT" grep -q 'udevd did not pass on the kernel' "$DAEMON_LOG"
+	check "udevd stopped: diskgated logs that udevd does not answer" 0 $?
+	check "udevd stopped: it says so once" 1 "$(grep -c 'udevd did not pass on the kernel' "$DAEMON_LOG")"
+
+	rm -f /run/udev/control  # the dead udevd's
+	(exec "$UDEVD_BIN" >>"$WORK/udevd.log" 2>&1) &
+	UDEVD_PID=$!
+	wait_until "$TIMEOUT" test -S /run/udev/control && udevadm control --ping --timeout=10 >/dev/null
+	check "udevd started again (pid $UDEVD_PID) and answers" 0 $?
+	m=$(mark)
+	echo add >"/sys/block/$VFAT_KNAME/uevent"
+	wait_until "$TIMEOUT" eval '[[ $(resolve "UUID=$VFAT_UUID") == "$VFAT_NODE" ]]'
+	check "udevd back: after 'add', Resolve UUID=$VFAT_UUID gives $VFAT_NODE again" 0 $?
+	check_cmd "udevd back: DeviceAdded for $VFAT_NODE" has_signals "$m" \
+		'select(.member == "DeviceAdded" and .payload.data[0].Node.data == $n)' --arg n "$VFAT_NODE"
+	wait_until "$TIMEOUT" grep -q 'udevd is back' "$DAEMON_LOG"
+	check "udevd back: diskgated logs that udevd is back" 0 $?
+fi
+
 # ---- SIGTERM: exit 0 within 2 s ----
 
 start_ns=$(date +%s%N)

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <condition_variable>
 #include <filesystem>
@@ -135,6 +136,73 @@ TEST_CASE("probe worker: a job that waits stuck_after behind hung workers gets a
   CHECK(results[0].name == "b");
   prober.release();
   CHECK(collect(worker, 3).size() == 3);
+  CHECK(worker.in_flight() == 0);
+}
+
+TEST_CASE("probe worker: submits for a device being probed coalesce into one more probe") {
+  ManualLoop loop;
+  HangingProber prober;
+  std::atomic<int> calls{0};
+  auto hanging = prober.identify();
+  ProbeWorker worker(
+      [&](const devices::KernelDevice& d) {
+        ++calls;
+        return hanging(d);
+      },
+      loop);
+  worker.submit(device("hung"), 1);
+  REQUIRE(prober.hanging_count(1));
+  for (std::uint64_t token = 2; token <= 50; ++token) worker.submit(device("hung"), token);
+  CHECK(worker.workers() == 1);  // the queued rerun waits for its device, not for a thread
+  CHECK(worker.in_flight() == 2);
+  prober.release();
+  auto results = collect(worker, 2);
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].token == 1);
+  CHECK(results[1].token == 50);  // the newest request's token: the map takes this one
+  CHECK(collect(worker, 1, 3).empty());
+  CHECK(calls == 2);
+  CHECK(worker.in_flight() == 0);
+}
+
+TEST_CASE("probe worker: submits for a queued device replace its job") {
+  ManualLoop loop;
+  HangingProber prober;
+  ProbeWorker worker(prober.identify(), loop, 1, 1s);
+  worker.submit(device("hung"), 1);
+  REQUIRE(prober.hanging_count(1));
+  worker.submit(device("a"), 2);
+  worker.submit(device("a"), 3);
+  worker.submit(device("a"), 4);
+  CHECK(worker.in_flight() == 2);
+  loop.advance(1s);  // a rescue thread for "a"
+  auto results = collect(worker, 1);
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].name == "a");
+  CHECK(results[0].token == 4);
+  prober.release();
+  CHECK(collect(worker, 1).size() == 1);
+}
+
+TEST_CASE("probe worker: however many disks hang, threads stay within the hard cap") {
+  ManualLoop loop;
+  HangingProber prober;
+  ProbeWorker worker(prober.identify(), loop, 2, 1s);
+  REQUIRE(worker.hard_cap() == 2 + ProbeWorker::rescue_workers);
+  constexpr int hung = 20;
+  std::size_t most = 0;
+  for (int i = 0; i < hung; ++i) worker.submit(device("hung" + std::to_string(i)), i + 1);
+  worker.submit(device("fine"), 100);
+  for (int second = 0; second < 3 * hung; ++second) {
+    loop.advance(1s);
+    most = std::max(most, worker.workers());
+  }
+  CHECK(most == worker.hard_cap());
+  CHECK(prober.hanging_count(worker.hard_cap()));
+  prober.release();
+  auto results = collect(worker, hung + 1);
+  CHECK(results.size() == hung + 1);
+  CHECK(worker.workers() <= worker.hard_cap());
   CHECK(worker.in_flight() == 0);
 }
 

@@ -330,6 +330,40 @@ TEST_CASE("a snapshot does not lose a filesystem that stays complete") {
   CHECK(map.filesystem(fsid)->complete);
 }
 
+TEST_CASE("a snapshot after lost events forgets identities: a disk swapped unseen is not the old member") {
+  DeviceMap map;
+  add(map, kdev("sdb", 8, 16), btrfs(fsid, sub1, 1, 2));
+  add(map, kdev("sdc", 8, 32), btrfs(fsid, sub2, 2, 2));
+  map.apply(Upsert{kdev("sdd", 8, 48, 0)});  // no medium: nothing to probe
+  REQUIRE(map.filesystem(fsid)->complete);
+
+  // sdc was swapped for another disk of the same size at the same number.
+  Changes changes =
+      map.apply(Snapshot{{kdev("sdb", 8, 16), kdev("sdc", 8, 32), kdev("sdd", 8, 48, 0)}, true});
+  auto b = token_in(changes, "sdb");
+  auto c = token_in(changes, "sdc");
+  REQUIRE(b);
+  REQUIRE(c);
+  CHECK(changes == Changes{DeviceChanged{"sdb"}, NeedsProbe{"sdb", *b}, DeviceChanged{"sdc"}, NeedsProbe{"sdc", *c},
+                           FilesystemIncomplete{fsid}});
+  CHECK(map.find("sdc")->identity.state == State::unprobed);
+  CHECK(map.resolve(std::get<Spec>(parse_spec("UUID=" + fsid))).devices.empty());
+  // The probe results replace the old identities; only the real member counts.
+  map.apply(Identified{"sdb", btrfs(fsid, sub1, 1, 2), *b});
+  map.apply(Identified{"sdc", filesystem("ext4", ext_uuid), *c});
+  CHECK_FALSE(map.filesystem(fsid)->complete);
+  CHECK(map.filesystem(fsid)->present == 1);
+  CHECK(map.filesystem(ext_uuid)->complete);
+}
+
+TEST_CASE("a snapshot after lost events probes a device with new facts once") {
+  DeviceMap map;
+  add(map, kdev("sdb", 8, 16), filesystem("ext4", ext_uuid));
+  Changes changes = map.apply(Snapshot{{kdev("sdb", 8, 16, 2 * GiB)}, true});
+  CHECK(count_of<NeedsProbe>(changes) == 1);
+  CHECK(count_of<DeviceChanged>(changes) == 1);
+}
+
 // ---- btrfs assembly ----
 
 struct Member {

@@ -134,20 +134,68 @@ std::string FakePlatform::lock_directory(const std::string& dir) {
   return lock_note;
 }
 
-os::MountedFilesystem FakePlatform::inspect_mount(const std::string& target) {
-  throw os::OsError("inspect_mount " + target + ": not in the fake yet", ENOSYS);
-}
 std::vector<std::pair<std::string, std::string>> FakePlatform::read_tags(const std::string& node) {
-  throw os::OsError("read_tags " + node + ": not in the fake yet", ENOSYS);
+  if (auto it = disk_overrides.find(node); it != disk_overrides.end()) return it->second;
+  const devices::Device* device = disks ? disks->find_node(node) : nullptr;
+  if (!device) throw os::OsError(fmt::format("open {}: {}", node, std::strerror(ENOENT)), ENOENT);
+  std::vector<std::pair<std::string, std::string>> tags;
+  for (const probe::Tag& tag : device->identity.tags) tags.emplace_back(tag.name, tag.value);
+  return tags;
 }
-std::vector<os::ProcessInfo> FakePlatform::processes_in_group(pid_t) { return {}; }
-std::optional<std::uint64_t> FakePlatform::process_start_time(pid_t) { return std::nullopt; }
-std::optional<std::string> FakePlatform::read_text(const std::string&) { return std::nullopt; }
-void FakePlatform::write_text(const std::string&, const std::string&) {}
-void FakePlatform::remove_file(const std::string&) {}
-void FakePlatform::give_root_to(const std::string&, const os::Credentials&) {}
 
-os::Platform::Child FakePlatform::spawn(const std::vector<std::string>& argv, const std::optional<os::Credentials>&) {
+os::MountedFilesystem FakePlatform::inspect_mount(const std::string& target) {
+  if (kernel_view) return *kernel_view;
+  std::vector<os::MountEntry> mounts = mounts_at(target);
+  if (mounts.empty()) throw os::OsError(fmt::format("inspect {}: nothing mounted", target), EINVAL);
+  // As the kernel would: the superblock of the mounted source, and for
+  // btrfs every device of that fsid it knows.
+  auto tags = read_tags(mounts.back().source);
+  auto value = [](const auto& tags, std::string_view name) {
+    for (const auto& [key, v] : tags)
+      if (key == name) return v;
+    return std::string();
+  };
+  os::MountedFilesystem view;
+  view.uuid = devices::fold_uuid(value(tags, "UUID"));
+  if (value(tags, "TYPE") == "btrfs" && disks) {
+    for (const devices::Device* device : disks->all()) {
+      auto member = read_tags(device->kernel.node);
+      if (devices::fold_uuid(value(member, "UUID")) != view.uuid) continue;
+      view.members.push_back({0, value(member, "UUID_SUB"), device->kernel.node});
+    }
+    view.num_devices = view.members.size();
+  }
+  return view;
+}
+
+std::vector<os::ProcessInfo> FakePlatform::processes_in_group(pid_t pgid) {
+  if (auto it = groups.find(pgid); it != groups.end()) return it->second;
+  if (auto it = children_.find(pgid); it != children_.end() && !it->second.status)
+    return {{pgid, start_time_of(pgid)}};
+  return {};
+}
+
+std::optional<std::uint64_t> FakePlatform::process_start_time(pid_t pid) {
+  if (auto it = children_.find(pid); it != children_.end() && !it->second.status) return start_time_of(pid);
+  return std::nullopt;
+}
+
+std::optional<std::string> FakePlatform::read_text(const std::string& path) {
+  if (auto it = files.find(path); it != files.end()) return it->second;
+  return std::nullopt;
+}
+
+void FakePlatform::write_text(const std::string& path, const std::string& text) { files[path] = text; }
+
+void FakePlatform::remove_file(const std::string& path) { files.erase(path); }
+
+void FakePlatform::give_root_to(const std::string& target, const os::Credentials& credentials) {
+  calls.push_back(fmt::format("chown {} {}:{}", target, credentials.uid, credentials.gid));
+}
+
+os::Platform::Child FakePlatform::spawn(const std::vector<std::string>& argv,
+                                        const std::optional<os::Credentials>& credentials) {
+  spawn_credentials.push_back(credentials);
   std::string line = "spawn";
   for (const std::string& arg : argv) line += " " + arg;
   calls.push_back(line);
@@ -237,11 +285,13 @@ Config config_for(const std::string& source_text) {
   config.source = spec(source_text);
   config.target = target;
   config.argv = {"rest-server", "--path", target, "--no-auth"};
+  config.runtime_dir = runtime_dir;
   return config;
 }
 
 Harness::Harness(Config config) {
   platform.guarded_target = config.target;
+  platform.disks = &map;
   gate = std::make_unique<Gate>(std::move(config), platform, loop);
   gate->on_status([this](const Status& status) { statuses.push_back(status); });
   gate->on_finished([this](int code) {

@@ -93,6 +93,22 @@ class FakePlatform final : public os::Platform {
   std::deque<int> mount_errors, unmount_errors, spawn_errors, lock_errors;
   std::string lock_note;  // what lock_directory returns
 
+  // The disks, as read_tags() reads them: the map's identities (the
+  // Harness points this at its map), unless `disk_overrides` says the bytes
+  // on a node are something else now (a disk swapped behind the map's back).
+  const devices::DeviceMap* disks = nullptr;
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> disk_overrides;
+  // What inspect_mount() reports instead of what was mounted.
+  std::optional<os::MountedFilesystem> kernel_view;
+
+  // Files of write_text/read_text/remove_file, by path.
+  std::map<std::string, std::string> files;
+  // Processes by group, as /proc would list them (for leftover programs);
+  // spawned children are added while they run.
+  std::map<pid_t, std::vector<os::ProcessInfo>> groups;
+  // The credentials each spawn() was given.
+  std::vector<std::optional<os::Credentials>> spawn_credentials;
+
   // spawn() records whether this target had a mount at that moment.
   std::string guarded_target;
   std::vector<bool> mounted_at_spawn;
@@ -126,6 +142,8 @@ class FakePlatform final : public os::Platform {
   int mount_count() const;  // mount() calls, failed ones included
 
   static constexpr pid_t first_pid = 1000;
+  // The start time the fake /proc gives a spawned child.
+  static std::uint64_t start_time_of(pid_t pid) { return 5000 + static_cast<std::uint64_t>(pid); }
 
  private:
   struct FakeChild {
@@ -159,6 +177,8 @@ std::string describe(const Status& status);
 // ---- A gate wired to the fakes ----
 
 const std::string target = "/srv/backup";
+const std::string runtime_dir = "/run/diskgate";
+const std::string record_path = "/run/diskgate/srv-backup.program";
 
 Config config_for(const std::string& source_text);
 

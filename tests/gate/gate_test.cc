@@ -186,9 +186,9 @@ TEST_CASE("gate: mount flags pass through; data is members, degraded, --options 
   }
 }
 
-TEST_CASE("gate: a failing mount is failed with the error, and retried on the next change") {
+TEST_CASE("gate: a failing mount is failed with the error, and retried after a backoff, not on every change") {
   Harness h(pool_config());
-  h.platform.mount_errors = {EINVAL};
+  h.platform.mount_errors = {EINVAL, EIO, EIO};
   h.add(sdb(), member2());
   h.add(sdc(), member1());
   CHECK(h.take_calls() == Calls{lock_line, pool_mount});
@@ -196,7 +196,22 @@ TEST_CASE("gate: a failing mount is failed with the error, and retried on the ne
   CHECK(h.status().last_error == "mount /dev/sdc on /srv/backup (btrfs): Invalid argument");
   CHECK(h.status().program_pid == 0);
 
+  // Map changes while failed do not hammer mount(2).
   h.add(kdev("sdd", 8, 48), unidentified());
+  h.remove("sdd");
+  CHECK(h.take_calls().empty());
+  // 1 s, then 2 s, then 4 s.
+  h.advance(999ms);
+  CHECK(h.take_calls().empty());
+  h.advance(1ms);
+  CHECK(h.take_calls() == Calls{pool_mount});
+  CHECK(h.state() == State::failed);
+  h.advance(1999ms);
+  CHECK(h.take_calls().empty());
+  h.advance(1ms);
+  CHECK(h.take_calls() == Calls{pool_mount});
+  CHECK(next_timer_ms(h.loop) == 4000);
+  h.advance(4s);
   CHECK(h.take_calls() == Calls{pool_mount, spawn_line});
   CHECK(h.state() == State::running);
   CHECK(h.status().last_error.empty());
@@ -280,14 +295,17 @@ TEST_CASE("gate: anything else mounted at the target is refused, saying what is 
   CHECK(contains(h.status().last_error, fstype));
   CHECK(h.take_calls().empty());  // no lock (it would hit the other filesystem), no mount, no spawn
 
-  // Still there on the next change: still refused.
+  // Still there at the retry: still refused.
   h.add(kdev("sde", 8, 64), unidentified());
+  h.advance(1s);
   CHECK(h.take_calls().empty());
   CHECK(h.state() == State::failed);
 
-  // Gone: the next change mounts ours.
+  // Gone: the next retry mounts ours.
   h.platform.table.clear();
   h.remove("sde");
+  CHECK(h.take_calls().empty());
+  h.advance(2s);
   CHECK(h.take_calls() == Calls{lock_line, mount_line("/dev/sdb", "ext4", 0, ""), spawn_line});
   CHECK(h.state() == State::running);
   CHECK(h.status().last_error.empty());
@@ -652,7 +670,7 @@ TEST_CASE("gate: the program is never started on an unmounted target") {
   // Harness checks every spawn saw a mount at the target.
 }
 
-TEST_CASE("gate: a target that cannot be locked fails the gate: nothing mounted, retried on the next change") {
+TEST_CASE("gate: a target that cannot be locked fails the gate: nothing mounted, retried after the backoff") {
   Harness h(pool_config());
   h.platform.lock_errors = {ELOOP};
   add(h.map, sdb(), member2());
@@ -665,6 +683,8 @@ TEST_CASE("gate: a target that cannot be locked fails the gate: nothing mounted,
   CHECK(contains(h.status().last_error, "Too many levels of symbolic links"));
 
   h.add(kdev("sdd", 8, 48), unidentified());
+  CHECK(h.take_calls().empty());
+  h.advance(1s);
   CHECK(h.take_calls() == Calls{lock_line, pool_mount, spawn_line});
   CHECK(h.state() == State::running);
 }
@@ -1073,6 +1093,261 @@ TEST_CASE("gate: destroying the gate cancels its timers and watches") {
   h.gate.reset();
   CHECK(h.loop.pending_timers() == 0);
   CHECK(h.loop.watch_count() == 0);
+}
+
+// ---- Faults: a gate that unwinds, a program that cannot be killed ----
+
+TEST_CASE("gate: destroyed while the program runs (the daemon unwinding): SIGKILL to the group, then detach") {
+  Harness h(pool_config());
+  bring_up(h);
+  pid_t pid = h.status().program_pid;
+  h.gate.reset();
+  CHECK(h.take_calls() == Calls{signal_line(pid, "SIGKILL"), lazy_unmount_line});
+  CHECK(h.platform.table.empty());
+}
+
+TEST_CASE("gate: a program that survives SIGKILL: the target is detached, failed, and nothing else starts until it is reaped") {
+  // Uninterruptible sleep on a dead USB disk cannot be produced here for
+  // real; the fake's child simply never ends until the test says so.
+  Config config = pool_config();
+  config.stop_timeout = std::chrono::milliseconds(5'000);
+  Harness h(config);
+  bring_up(h);
+  pid_t pid = h.status().program_pid;
+  h.remove("sdb");
+  h.advance(5s);
+  CHECK(h.take_calls() == Calls{signal_line(pid, "SIGTERM"), signal_line(pid, "SIGKILL")});
+  CHECK(h.state() == State::stopping);
+  h.advance(4999ms);
+  CHECK(h.take_calls().empty());
+  h.advance(1ms);
+  CHECK(h.take_calls() == Calls{lazy_unmount_line});
+  CHECK(h.platform.table.empty());
+  CHECK(h.state() == State::failed);
+  CHECK(contains(h.status().last_error, "survived SIGKILL"));
+  CHECK(contains(h.status().last_error, target));
+  CHECK(h.status().program_pid == pid);  // still there, still watched
+
+  // The member comes back and retries fall due: no mount, no second program.
+  h.add(sdb(), member2());
+  h.advance(10min);
+  for (const std::string& call : h.take_calls()) CHECK_FALSE(call.starts_with("mount"));
+  CHECK(h.platform.spawn_count() == 1);
+
+  // The kernel lets it go at last: mounted and started again.
+  h.kill_program(SIGKILL);
+  h.advance(1min);
+  CHECK(h.take_calls() == Calls{lock_line, pool_mount, spawn_line});
+  CHECK(h.state() == State::running);
+}
+
+TEST_CASE("gate: shutdown with a program that survives SIGKILL still ends, the target detached") {
+  Config config = pool_config();
+  config.stop_timeout = std::chrono::milliseconds(2'000);
+  Harness h(config);
+  bring_up(h);
+  pid_t pid = h.status().program_pid;
+  h.shutdown();
+  h.advance(4s);
+  CHECK(h.take_calls() == Calls{signal_line(pid, "SIGTERM"), signal_line(pid, "SIGKILL"), lazy_unmount_line, "done"});
+  CHECK(h.done == 1);
+  CHECK(h.state() == State::stopped);
+  // Reaped after all: nothing more happens, done is not called twice.
+  h.kill_program(SIGKILL);
+  CHECK(h.done == 1);
+  CHECK(h.take_calls().empty());
+}
+
+// ---- Only the right disk ----
+
+TEST_CASE("gate: each member's superblock is read again before mounting; a swapped disk is never mounted") {
+  Harness h(pool_config());
+  SECTION("a member whose UUID_SUB changed behind the map's back") {
+    h.platform.disk_overrides["/dev/sdb"] = {{"UUID", fsid}, {"UUID_SUB", "b0000000-0000-4000-8000-00000000ffff"},
+                                             {"TYPE", "btrfs"}};
+  }
+  SECTION("a member that holds another filesystem now") {
+    h.platform.disk_overrides["/dev/sdb"] = {{"UUID", ext_uuid}, {"TYPE", "ext4"}};
+  }
+  SECTION("a member that cannot be read") {
+    h.platform.disk_overrides["/dev/sdb"] = {};
+  }
+  h.add(sdb(), member2());
+  h.add(sdc(), member1());
+  CHECK(h.platform.mount_count() == 0);
+  CHECK(h.platform.spawn_count() == 0);
+  CHECK(h.state() == State::failed);
+  INFO(h.status().last_error);
+  CHECK(contains(h.status().last_error, "/dev/sdb"));
+  CHECK(contains(h.status().last_error, "refusing to mount"));
+
+  // The right disk back: the retry mounts it.
+  h.platform.disk_overrides.clear();
+  h.advance(1s);
+  CHECK(h.state() == State::running);
+}
+
+TEST_CASE("gate: what the kernel mounted is checked; anything else is unmounted at once") {
+  Harness h(pool_config());
+  os::MountedFilesystem wrong;
+  SECTION("another fsid") {
+    wrong.uuid = other_fsid;
+    wrong.members = {{1, sub1, "/dev/sdc"}, {2, sub2, "/dev/sdb"}};
+  }
+  SECTION("the right fsid with a member that is not ours") {
+    wrong.uuid = fsid;
+    wrong.members = {{1, sub1, "/dev/sdc"}, {2, "c0000000-0000-4000-8000-000000000009", "/dev/sdx"}};
+  }
+  h.platform.kernel_view = wrong;
+  h.add(sdb(), member2());
+  h.add(sdc(), member1());
+  CHECK(h.take_calls() == Calls{lock_line, pool_mount, lazy_unmount_line});
+  CHECK(h.platform.table.empty());
+  CHECK(h.platform.spawn_count() == 0);
+  CHECK(h.state() == State::failed);
+  INFO(h.status().last_error);
+  CHECK(contains(h.status().last_error, fsid));
+}
+
+TEST_CASE("gate: an ext4 whose mounted UUID differs is unmounted; the device number counts where the kernel has no UUID") {
+  SECTION("ext4, UUID from the kernel") {
+    Harness h(config_for("UUID=" + ext_uuid));
+    os::MountedFilesystem wrong;
+    wrong.uuid = "11111111-0000-4000-8000-000000000000";
+    h.platform.kernel_view = wrong;
+    h.add(sdb(), filesystem("ext4", ext_uuid));
+    CHECK(h.state() == State::failed);
+    CHECK(contains(h.status().last_error, "11111111-0000-4000-8000-000000000000"));
+    CHECK(h.platform.table.empty());
+  }
+  SECTION("vfat: no UUID from the kernel, st_dev compared") {
+    const std::string vfat_uuid = "1234-ABCD";
+    Harness h(config_for("UUID=" + vfat_uuid));
+    os::MountedFilesystem view;
+    view.major = 8;
+    view.minor = 17;  // not sdb's 8:16
+    h.platform.kernel_view = view;
+    h.add(sdb(), filesystem("vfat", vfat_uuid));
+    CHECK(h.state() == State::failed);
+    CHECK(contains(h.status().last_error, "8:17"));
+    view.minor = 16;
+    h.platform.kernel_view = view;
+    h.advance(1s);
+    CHECK(h.state() == State::running);
+  }
+}
+
+TEST_CASE("gate: a mount found at start is adopted only when the kernel confirms it") {
+  Harness h(pool_config());
+  h.platform.table = {entry("/dev/sdb", "btrfs")};
+  os::MountedFilesystem wrong;
+  wrong.uuid = fsid;
+  wrong.members = {{1, sub1, "/dev/sdc"}};  // sdb's UUID_SUB missing
+  h.platform.kernel_view = wrong;
+  add(h.map, sdb(), member2());
+  add(h.map, sdc(), member1());
+  h.update();
+  CHECK(h.platform.spawn_count() == 0);
+  CHECK(h.state() == State::failed);
+  CHECK(contains(h.status().last_error, "not adopting"));
+  CHECK(h.take_calls().empty());  // someone else's: not unmounted by us
+}
+
+// ---- The program as another user ----
+
+TEST_CASE("gate: --user: the program runs with those credentials and the filesystem root is theirs") {
+  SECTION("btrfs: chown of the root after mounting") {
+    Config config = pool_config();
+    config.credentials = os::Credentials{65534, 65534};
+    Harness h(config);
+    h.add(sdb(), member2());
+    h.add(sdc(), member1());
+    CHECK(h.take_calls() == Calls{lock_line, pool_mount, "chown " + target + " 65534:65534", spawn_line});
+    REQUIRE(h.platform.spawn_credentials.size() == 1);
+    CHECK(h.platform.spawn_credentials[0] == os::Credentials{65534, 65534});
+  }
+  SECTION("vfat: owner given as mount options, no chown") {
+    Config config = config_for("UUID=1234-ABCD");
+    config.credentials = os::Credentials{1000, 100};
+    Harness h(config);
+    h.add(sdb(), filesystem("vfat", "1234-ABCD"));
+    CHECK(h.take_calls() == Calls{lock_line, mount_line("/dev/sdb", "vfat", 0, "uid=1000,gid=100"), spawn_line});
+  }
+  SECTION("without --user: as diskgated") {
+    Harness h(pool_config());
+    bring_up(h);
+    REQUIRE(h.platform.spawn_credentials.size() == 1);
+    CHECK_FALSE(h.platform.spawn_credentials[0]);
+  }
+}
+
+// ---- One program or none: the record of the running program ----
+
+TEST_CASE("gate: the running program is recorded, and the record removed when it ends") {
+  Harness h(pool_config());
+  bring_up(h);
+  pid_t pid = h.status().program_pid;
+  CHECK(h.platform.files[record_path] ==
+        fmt::format("pid={}\nstart_time={}\n", pid, FakePlatform::start_time_of(pid)));
+  h.exit_program(0);
+  CHECK_FALSE(h.platform.files.contains(record_path));
+}
+
+TEST_CASE("gate: a program left by an earlier diskgated is stopped before anything starts") {
+  Config config = pool_config();
+  config.stop_timeout = std::chrono::milliseconds(3'000);
+  Harness h(config);
+  const pid_t old_pid = 777;
+  h.platform.files[record_path] = "pid=777\nstart_time=4242\n";
+  // Its leader died with the old daemon (PDEATHSIG); a child of it lives on.
+  h.platform.groups[old_pid] = {{778, 4300}};
+  h.platform.table = {entry("/dev/sdb", "btrfs")};
+  add(h.map, sdb(), member2());
+  add(h.map, sdc(), member1());
+  h.update();
+  CHECK(h.take_calls() == Calls{signal_line(old_pid, "SIGTERM")});
+  CHECK(h.platform.spawn_count() == 0);
+  SECTION("it stops on SIGTERM") {
+    h.advance(500ms);
+    h.platform.groups.clear();
+    h.advance(100ms);
+    CHECK(h.take_calls() == Calls{spawn_line});  // adopted, one program
+    CHECK(h.state() == State::running);
+  }
+  SECTION("it needs SIGKILL") {
+    h.advance(3s);
+    CHECK(h.take_calls() == Calls{signal_line(old_pid, "SIGKILL")});
+    h.platform.groups.clear();
+    h.advance(100ms);
+    CHECK(h.take_calls() == Calls{spawn_line});
+    CHECK(h.state() == State::running);
+  }
+  SECTION("it survives SIGKILL: failed, no second program, tried again later") {
+    h.advance(6s);
+    CHECK(h.take_calls() == Calls{signal_line(old_pid, "SIGKILL")});
+    CHECK(h.state() == State::failed);
+    CHECK(contains(h.status().last_error, "survived SIGKILL"));
+    CHECK(h.platform.spawn_count() == 0);
+    h.platform.groups.clear();
+    h.advance(2s);
+    CHECK(h.take_calls() == Calls{spawn_line});
+    CHECK(h.state() == State::running);
+  }
+  CHECK(h.platform.spawn_count() == 1);
+}
+
+TEST_CASE("gate: a record whose pid now belongs to someone else is not acted on") {
+  Harness h(pool_config());
+  SECTION("the pid is another process's group leader now") {
+    h.platform.files[record_path] = "pid=777\nstart_time=4242\n";
+    h.platform.groups[777] = {{777, 9999}, {780, 9999}};
+  }
+  SECTION("a damaged record") {
+    h.platform.files[record_path] = "pid=777\nstart_time=\n";
+  }
+  bring_up(h);  // no signal in the calls
+  // A new record for the program we started replaced it.
+  CHECK(contains(h.platform.files[record_path], fmt::format("pid={}", h.status().program_pid)));
 }
 
 }  // namespace
