@@ -238,6 +238,12 @@ void DeviceMonitor::on_uevents(udev::BlockDevices& source) {
     log(Level::warning, "uevents from {} were lost (receive buffer overflowed)",
         from_udevd ? "udevd" : "the kernel");
     owed_.clear();  // the counts of passed-on events are off now
+    // No identity can be trusted until every device was read again (a disk
+    // may have been swapped unseen): forget them now, not when the
+    // enumeration is back, so that the gate waits meanwhile.
+    std::vector<devices::KernelDevice> known;
+    for (const devices::Device* device : map_.all()) known.push_back(device->kernel);
+    apply(devices::Snapshot{std::move(known), true, false});
     request_scan(true);
   }
 }

@@ -27,12 +27,15 @@ std::string state_name(devices::Identity::State state) {
 }
 
 // Validates a spec argument; a device path is canonicalised here, at the
-// edge, so that /dev/disk/by-uuid/... symlinks name their device.
+// edge, so that /dev/disk/by-uuid/... symlinks name their device. Paths
+// elsewhere are taken as written.
 devices::Spec checked_spec(const std::string& text) {
   auto parsed = devices::parse_spec(text);
   if (auto* error = std::get_if<devices::SpecError>(&parsed)) throw sdbus::Error(invalid_args, error->message);
   auto spec = std::get<devices::Spec>(parsed);
-  if (spec.kind == devices::SpecKind::path) {
+  // Only under /dev (devtmpfs and udev's symlinks, which never block): a
+  // caller's path on a hung FUSE or NFS mount would stall the event loop.
+  if (spec.kind == devices::SpecKind::path && spec.value.starts_with("/dev/")) {
     if (char* real = ::realpath(spec.value.c_str(), nullptr)) {
       spec.value = real;
       std::free(real);

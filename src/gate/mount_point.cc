@@ -20,7 +20,7 @@ std::string tag(const std::vector<std::pair<std::string, std::string>>& tags, st
 
 std::string describe_tags(const std::vector<std::pair<std::string, std::string>>& tags) {
   std::string text;
-  for (const char* name : {"TYPE", "UUID", "UUID_SUB"})
+  for (const char* name : {"TYPE", "UUID", "UUID_SUB", "LABEL"})
     if (std::string value = tag(tags, name); !value.empty()) text += fmt::format("{}{}={}", text.empty() ? "" : " ", name, value);
   return text.empty() ? "no filesystem" : text;
 }
@@ -57,13 +57,18 @@ void MountPoint::check_members(const SourceState& source) {
     } catch (const os::OsError& e) {
       throw MountError(fmt::format("refusing to mount {}: cannot read {} again: {}", source.fs_uuid, node, e.what()));
     }
+    // Everything the map identified the member by, the label included: a
+    // disk swapped while events were lost may copy the UUIDs but not all.
     std::string expected_sub = i < source.member_uuid_subs.size() ? source.member_uuid_subs[i] : "";
-    bool right = tag(tags, "TYPE") == source.fstype && (source.fs_uuid.empty() || same_uuid(tag(tags, "UUID"), source.fs_uuid)) &&
-                 (expected_sub.empty() || same_uuid(tag(tags, "UUID_SUB"), expected_sub));
+    bool right = tag(tags, "TYPE") == source.fstype &&
+                 (source.fs_uuid.empty() || same_uuid(tag(tags, "UUID"), source.fs_uuid)) &&
+                 (expected_sub.empty() || same_uuid(tag(tags, "UUID_SUB"), expected_sub)) &&
+                 tag(tags, "LABEL") == source.label;
     if (!right)
-      throw MountError(fmt::format("refusing to mount: {} no longer holds {} UUID={}{} (it has {} now)", node,
-                                   source.fstype, source.fs_uuid,
-                                   expected_sub.empty() ? "" : " UUID_SUB=" + expected_sub, describe_tags(tags)));
+      throw MountError(fmt::format("refusing to mount: {} no longer holds {} UUID={}{} LABEL=\"{}\" (it has {} now)",
+                                   node, source.fstype, source.fs_uuid,
+                                   expected_sub.empty() ? "" : " UUID_SUB=" + expected_sub, source.label,
+                                   describe_tags(tags)));
   }
 }
 

@@ -60,15 +60,24 @@ SourceState evaluate_source(const devices::DeviceMap& map, const devices::Spec& 
   state.missing_devids = view->missing_devids;
   state.member_data = view->mount_data;
   state.device = view->devices.empty() ? first.kernel.node : view->devices.front();
+  // The label is the whole filesystem's: members that disagree cannot all
+  // be what they claim (a disk given another's UUIDs), so none is trusted.
+  std::vector<std::string> labels;
   for (const std::string& node : state.members) {
     const devices::Device* member = map.find_node(node);
     state.member_uuid_subs.push_back(member ? probe::tag_value(member->identity.tags, "UUID_SUB") : "");
+    std::string label = member ? probe::tag_value(member->identity.tags, "LABEL") : state.label;
+    if (label != state.label) labels.push_back(fmt::format("{} has \"{}\"", node, label));
   }
   if (const devices::Device* device = map.find_node(state.device)) {
     state.device_major = device->kernel.major;
     state.device_minor = device->kernel.minor;
   }
-  if (!view->conflicts.empty()) {
+  if (!labels.empty()) {
+    state.kind = SourceState::Kind::ambiguous;
+    state.detail = fmt::format("members of {} disagree on the label ({} has \"{}\", {}): a disk given another's UUIDs?",
+                               state.fs_uuid, first.kernel.node, state.label, fmt::join(labels, ", "));
+  } else if (!view->conflicts.empty()) {
     state.kind = SourceState::Kind::ambiguous;
     state.detail = fmt::format("filesystem {} has members in conflict (a copied disk?): {}", state.fs_uuid,
                                fmt::join(view->conflicts.front().nodes, ", "));

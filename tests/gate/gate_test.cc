@@ -1169,6 +1169,10 @@ TEST_CASE("gate: each member's superblock is read again before mounting; a swapp
   SECTION("a member that holds another filesystem now") {
     h.platform.disk_overrides["/dev/sdb"] = {{"UUID", ext_uuid}, {"TYPE", "ext4"}};
   }
+  SECTION("a member with every UUID right but another label (another filesystem given them)") {
+    h.platform.disk_overrides["/dev/sdb"] = {{"LABEL", "impostor"}, {"UUID", fsid}, {"UUID_SUB", sub2},
+                                             {"TYPE", "btrfs"}};
+  }
   SECTION("a member that cannot be read") {
     h.platform.disk_overrides["/dev/sdb"] = {};
   }
@@ -1185,6 +1189,20 @@ TEST_CASE("gate: each member's superblock is read again before mounting; a swapp
   h.platform.disk_overrides.clear();
   h.advance(1s);
   CHECK(h.state() == State::running);
+}
+
+TEST_CASE("gate: btrfs members that disagree on the label are not mounted, even degraded") {
+  Config config = pool_config();
+  config.degraded_after = std::chrono::seconds(5);
+  Harness h(config);
+  h.add(sdb(), btrfs(fsid, sub2, 2, 2, 10, "impostor"));
+  h.add(sdc(), member1());
+  h.advance(1min);
+  CHECK(h.platform.mount_count() == 0);
+  CHECK(h.state() == State::waiting);
+  INFO(h.status().last_error);
+  CHECK(contains(h.status().last_error, "disagree on the label"));
+  CHECK(contains(h.status().last_error, "/dev/sdb"));
 }
 
 TEST_CASE("gate: what the kernel mounted is checked; anything else is unmounted at once") {
