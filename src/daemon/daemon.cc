@@ -32,6 +32,7 @@ DeviceMonitor::DeviceMonitor(EventLoop& loop, udev::BlockDevices& devices, udev:
       watching_nodes_(watcher && !kernel_devices) {}
 
 DeviceMonitor::~DeviceMonitor() {
+  if (scan_timer_) loop_.cancel(*scan_timer_);
   if (udevd_timer_) loop_.cancel(*udevd_timer_);
   if (trim_timer_) loop_.cancel(*trim_timer_);
 }
@@ -65,6 +66,17 @@ void DeviceMonitor::request_scan(bool lost_events, std::function<void()> done) {
 }
 
 void DeviceMonitor::start_scan() {
+  // A scan enumerates and probes every device: callers in a loop get one
+  // every min_scan_interval at most (their calls join the next one).
+  auto due = last_scan_started_ + min_scan_interval;
+  if (auto now = loop_.now(); now < due) {
+    if (!scan_timer_) scan_timer_ = loop_.after(due - now, [this] {
+      scan_timer_.reset();
+      start_scan();
+    });
+    return;
+  }
+  last_scan_started_ = loop_.now();
   const ScanQueue::Scan& scan = scans_.current();
   if (scan.lost_events)
     log(Level::warning, "enumerating every block device again after lost uevents: probing each anew");

@@ -44,6 +44,8 @@ class DeviceMonitor {
   // How long udevd may take to pass on a kernel uevent before we say it is
   // not answering and follow the kernel alone.
   static constexpr std::chrono::seconds udevd_patience{3};
+  // Enumerations start at most this often, whoever asks.
+  static constexpr std::chrono::milliseconds min_scan_interval{250};
 
   // Publishes the map on `connection` (which owns org.diskgate1).
   void attach_bus(sdbus::IConnection& connection);
@@ -96,6 +98,8 @@ class DeviceMonitor {
   ScanQueue scans_;
   // Callers waiting for the running scan, and for the queued one.
   std::vector<std::function<void()>> running_waiters_, queued_waiters_;
+  gate::Loop::Clock::time_point last_scan_started_{};
+  std::optional<gate::Loop::TimerId> scan_timer_;
   Enumerator enumerator_;
   // Devices a uevent told of while the running enumeration ran: the event
   // is newer than (or as new as) what the enumeration saw of them.

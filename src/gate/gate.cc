@@ -2,9 +2,6 @@
 
 #include <signal.h>
 
-#include <algorithm>
-#include <cerrno>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 

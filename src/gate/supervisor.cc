@@ -149,12 +149,7 @@ void Supervisor::reclaim(std::function<void(bool stopped)> done) {
   }
   log(Level::warning, "gate: {} (pid {}) left by an earlier diskgated still runs ({} process{}): stopping it",
       program_name(settings_.argv), leftover_->pid, group.size(), group.size() == 1 ? "" : "es");
-  try {
-    platform_.signal_group(leftover_->pid, SIGTERM);
-  } catch (const os::OsError& e) {
-    report(e.what());
-  }
-  reclaim_step(SIGTERM, loop_.now());
+  signal_leftover(SIGTERM);
 }
 
 void Supervisor::reclaim_step(int signal_sent, Loop::Clock::time_point since) {
@@ -183,13 +178,17 @@ void Supervisor::reclaim_step(int signal_sent, Loop::Clock::time_point since) {
     }
     log(Level::warning, "gate: the earlier {} (pid {}) ignored SIGTERM: sending SIGKILL", program_name(settings_.argv),
         leftover_->pid);
-    try {
-      platform_.signal_group(leftover_->pid, SIGKILL);
-    } catch (const os::OsError& e) {
-      report(e.what());
-    }
-    reclaim_step(SIGKILL, loop_.now());
+    signal_leftover(SIGKILL);
   });
+}
+
+void Supervisor::signal_leftover(int signal) {
+  try {
+    platform_.signal_group(leftover_->pid, signal);
+  } catch (const os::OsError& e) {
+    report(e.what());
+  }
+  reclaim_step(signal, loop_.now());
 }
 
 void Supervisor::finish_reclaim(bool stopped) {

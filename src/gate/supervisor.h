@@ -105,6 +105,8 @@ class Supervisor {
   void remove_record();
   // One step of reclaim: the leftover group's live members.
   std::vector<os::ProcessInfo> leftovers() const;
+  // Signals the leftover group, then watches it go.
+  void signal_leftover(int signal);
   void reclaim_step(int signal_sent, Loop::Clock::time_point since);
   void finish_reclaim(bool stopped);
 

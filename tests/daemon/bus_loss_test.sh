@@ -17,33 +17,19 @@
 # Exit: 0 all passed, 1 a check failed, 77 skipped (meson's convention).
 set -u -o pipefail
 
-if [[ $# -ne 2 ]]; then
-	echo "usage: $0 DISKGATED DISKGATECTL" >&2
-	exit 2
-fi
-DISKGATED=$(readlink -f "$1")
-DISKGATECTL=$(readlink -f "$2")
+# shellcheck source=../lib/checks.sh
+source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
+
+diskgated_args "$@"
 TIMEOUT=15    # seconds for anything the daemon should do "at once" (2 busy cores)
 RECONNECT=35  # the longest retry interval (30 s) and some
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-
-[[ $EUID -eq 0 ]] || skip "needs root (loop devices, mount)"
-[[ -c /dev/loop-control && -w /dev/loop-control ]] || skip "/dev/loop-control is missing or not writable"
-grep -qw ext4 /proc/filesystems || skip "the kernel has no ext4 (not in /proc/filesystems)"
-for tool in mkfs.ext4 losetup chattr dbus-daemon dbus-send busctl jq mountpoint; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-losetup -f >/dev/null 2>&1 || skip "no free loop device"
-for exe in "$DISKGATED" "$DISKGATECTL"; do
-	if [[ ! -x $exe ]]; then
-		echo "not ok - $exe is not an executable"
-		exit 1
-	fi
-done
+need_root "loop devices, mount"
+need_loop_control
+need_fs ext4
+need_tools mkfs.ext4 losetup chattr dbus-daemon dbus-send busctl jq mountpoint
+need_free_loop
+need_executables "$DISKGATED" "$DISKGATECTL"
 
 WORK=$(mktemp -d /tmp/bus-loss.XXXXXX)
 SOCKET=$WORK/bus.sock
@@ -57,7 +43,6 @@ PROGRAMS=$WORK/programs  # every program pid seen, for cleanup
 
 # ours PID: still a process of this run (a pid we waited for may be reused).
 ours() { [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") == *"$WORK"* ]]; }
-has_exited() { [[ ! -e /proc/$1 || $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
 
 # Stops what we started, by pid; unmounts; detaches our loop device; lifts
 # the immutable attribute the gate sets on the bare target before rm.
@@ -84,19 +69,9 @@ cleanup() {
 	fi
 	[[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
 	chattr -i "$TARGET" 2>/dev/null
-	if [[ -n ${BUS_LOSS_KEEP:-} ]]; then
-		echo "# kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$status"
+	finish_cleanup "$status" "${BUS_LOSS_KEEP:-}"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# shellcheck source=../lib/checks.sh
-source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
+on_exit_cleanup
 
 # A bus at $BUS (the same address every time: a restarted system bus).
 start_bus() {
@@ -134,7 +109,6 @@ status_answers() { "$DISKGATECTL" --bus "$BUS" status >/dev/null 2>&1; }
 retries() { sed -n 's/.*D-Bus: cannot connect yet.*next try in \([0-9]*\) s.*/\1/p' "$LOG" | paste -sd' '; }
 retry_lines() { grep -c "D-Bus: cannot connect yet" "$LOG"; }
 dump_log() { tail -n 25 "$LOG" | sed 's/^/#   log: /'; }
-uevent() { echo "$2" >"/sys/block/${1#/dev/}/uevent"; }
 
 # ---- a gate on an ext4 loop device, over a private bus ----
 

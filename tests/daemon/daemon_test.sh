@@ -16,6 +16,9 @@
 # Exit: 0 all passed, 1 a check failed, 77 skipped (meson's convention).
 set -u -o pipefail
 
+# shellcheck source=../lib/checks.sh
+source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
+
 if [[ $# -ne 3 || ( $3 != kernel && $3 != udev ) ]]; then
 	echo "usage: $0 DISKGATED DISKGATECTL kernel|udev" >&2
 	exit 2
@@ -26,25 +29,11 @@ MODE=$3
 UDEVD_BIN=/lib/systemd/systemd-udevd
 TIMEOUT=10  # seconds for anything the daemon should do "at once"
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-
-[[ $EUID -eq 0 ]] || skip "needs root (loop devices)"
-[[ -c /dev/loop-control && -w /dev/loop-control ]] || skip "/dev/loop-control is missing or not writable"
-for tool in mkfs.ext4 mkfs.vfat mkfs.exfat mkfs.btrfs; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-for tool in losetup sfdisk partx blkid dbus-daemon dbus-send busctl jq; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-for exe in "$DISKGATED" "$DISKGATECTL"; do
-	if [[ ! -x $exe ]]; then
-		echo "not ok - $exe is not an executable"
-		exit 1
-	fi
-done
+need_root "loop devices"
+need_loop_control
+need_tools mkfs.ext4 mkfs.vfat mkfs.exfat mkfs.btrfs
+need_tools losetup sfdisk partx blkid dbus-daemon dbus-send busctl jq
+need_executables "$DISKGATED" "$DISKGATECTL"
 if [[ $MODE == udev ]]; then
 	[[ -x $UDEVD_BIN ]] || skip "$UDEVD_BIN is not installed"
 	# A udevd process, zombies aside.
@@ -102,22 +91,11 @@ cleanup() {
 		# make the next run believe a udevd is there.
 		if ((CREATED_RUN_UDEV)); then rm -rf /run/udev; else rm -f /run/udev/control; fi
 	fi
-	if [[ -n ${DAEMON_TEST_KEEP:-} ]]; then
-		echo "# kept $WORK (signals.json, diskgated.log)"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$status"
+	finish_cleanup "$status" "${DAEMON_TEST_KEEP:-}" "(signals.json, diskgated.log)"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit_cleanup
 
 # ---- helpers ----
-
-# shellcheck source=../lib/checks.sh
-source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
-
 
 # attach IMAGE [--partscan]: prints the loop device.
 attach() {

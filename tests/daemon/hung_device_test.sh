@@ -10,30 +10,20 @@
 # Exit: 0 all passed, 1 a check failed, 77 skipped (meson's convention).
 set -u -o pipefail
 
-if [[ $# -ne 2 ]]; then
-	echo "usage: $0 DISKGATED DISKGATECTL" >&2
-	exit 2
-fi
-DISKGATED=$(readlink -f "$1")
-DISKGATECTL=$(readlink -f "$2")
 HERE=$(dirname "$(readlink -f "$0")")
+# shellcheck source=../lib/checks.sh
 source "$HERE/../lib/checks.sh"
+diskgated_args "$@"
 PYTHON=/usr/bin/python3  # Debian's, where python3-fusepy lives
 HUNG=5                   # more than diskgated's 4 probe threads
 TIMEOUT=10
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-[[ $EUID -eq 0 ]] || skip "needs root (loop devices, FUSE)"
-[[ -c /dev/loop-control && -w /dev/loop-control ]] || skip "/dev/loop-control is missing or not writable"
+need_root "loop devices, FUSE"
+need_loop_control
 [[ -c /dev/fuse ]] || skip "/dev/fuse is missing"
 grep -qw fuse /proc/filesystems || skip "the kernel has no FUSE"
 "$PYTHON" -c 'import fusepy' 2>/dev/null || skip "python3-fusepy is not installed"
-for tool in mkfs.ext4 losetup dbus-daemon busctl jq mountpoint; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
+need_tools mkfs.ext4 losetup dbus-daemon busctl jq mountpoint
 
 WORK=$(mktemp -d /tmp/diskgate-hung-test.XXXXXX)
 SOURCE=$WORK/source

@@ -15,6 +15,9 @@
 # Exit: 0 all passed, 1 a check failed, 77 skipped (meson's convention).
 set -u -o pipefail
 
+# shellcheck source=../lib/checks.sh
+source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
+
 if [[ $# -ne 1 ]]; then
 	echo "usage: $0 DISKGATED" >&2
 	exit 2
@@ -23,21 +26,11 @@ DISKGATED=$(readlink -f "$1")
 POLICY=$(readlink -f "$(dirname "$(readlink -f "$0")")/../../dbus/org.diskgate1.conf")
 TIMEOUT=15
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-
-[[ $EUID -eq 0 ]] || skip "needs root (diskgated serves as root; the calls are made as nobody)"
-[[ -c /dev/loop-control && -w /dev/loop-control ]] || skip "/dev/loop-control is missing or not writable"
-for tool in dbus-daemon dbus-send setpriv losetup chattr; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-losetup -f >/dev/null 2>&1 || skip "no free loop device"
-if [[ ! -x $DISKGATED ]]; then
-	echo "not ok - $DISKGATED is not an executable"
-	exit 1
-fi
+need_root "diskgated serves as root; the calls are made as nobody"
+need_loop_control
+need_tools dbus-daemon dbus-send setpriv losetup chattr
+need_free_loop
+need_executables "$DISKGATED"
 if [[ ! -r $POLICY ]]; then
 	echo "not ok - $POLICY is missing"
 	exit 1
@@ -65,15 +58,9 @@ cleanup() {
 	fi
 	[[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
 	chattr -i "$TARGET" 2>/dev/null  # the gate locks the bare target
-	rm -rf "$WORK"
-	exit "$status"
+	finish_cleanup "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# shellcheck source=../lib/checks.sh
-source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
+on_exit_cleanup
 
 # The parts of Debian's /usr/share/dbus-1/system.conf that decide access,
 # and our policy included as system.d would.

@@ -30,46 +30,27 @@
 # Exit: 0 all passed, 1 a check failed, 77 skipped (meson's convention).
 set -u -o pipefail
 
-if [[ $# -ne 2 ]]; then
-	echo "usage: $0 DISKGATED DISKGATECTL" >&2
-	exit 2
-fi
-DISKGATED=$(readlink -f "$1")
-DISKGATECTL=$(readlink -f "$2")
+# shellcheck source=../lib/checks.sh
+source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
+# shellcheck source=../lib/gate.sh
+source "$(dirname "$(readlink -f "$0")")/../lib/gate.sh"
+
+diskgated_args "$@"
 TIMEOUT=15  # seconds for anything the daemon should do "at once" (2 busy cores)
 UDEVD_BIN=/lib/systemd/systemd-udevd
 ALL_CASES="1 2 3 4 5 6 7 8"
 CASES=${FAULT_CASES:-$ALL_CASES}
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-
-[[ $EUID -eq 0 ]] || skip "needs root (loop devices, mount)"
-[[ -c /dev/loop-control && -w /dev/loop-control ]] || skip "/dev/loop-control is missing or not writable"
-grep -qw btrfs /proc/filesystems || skip "the kernel has no btrfs (not in /proc/filesystems)"
-command -v restic >/dev/null || skip "restic is not installed"
-if command -v rest-server >/dev/null; then
-	SERVER=rest-server
-elif command -v rclone >/dev/null; then
-	SERVER=rclone
-else
-	skip "neither rest-server nor rclone is installed"
-fi
-for tool in mkfs.btrfs btrfs losetup blkid chattr lsattr mknod dbus-daemon dbus-send busctl jq ss sha1sum; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-losetup -f >/dev/null 2>&1 || skip "no free loop device"
+need_root "loop devices, mount"
+need_loop_control
+need_fs btrfs
+need_restic_server
+need_tools mkfs.btrfs btrfs losetup blkid chattr lsattr mknod dbus-daemon dbus-send busctl jq ss sha1sum
+need_free_loop
 for c in $CASES; do
 	[[ " $ALL_CASES " == *" $c "* ]] || { echo "usage: FAULT_CASES takes case numbers among $ALL_CASES (got '$c')" >&2; exit 2; }
 done
-for exe in "$DISKGATED" "$DISKGATECTL"; do
-	if [[ ! -x $exe ]]; then
-		echo "not ok - $exe is not an executable"
-		exit 1
-	fi
-done
+need_executables "$DISKGATED" "$DISKGATECTL"
 
 WORK=$(mktemp -d /tmp/gate-faults.XXXXXX)
 BUS=unix:path=$WORK/bus.sock
@@ -89,28 +70,7 @@ for f in "$DAEMONS" "$PROGRAMS" "$LOOPS" "$BUSES" "$UDEVDS"; do : >"$f"; done
 export RESTIC_PASSWORD=gate-faults-password
 export RCLONE_CONFIG=/dev/null XDG_CACHE_HOME=$WORK/cache
 
-# pids_with TEXT: processes whose command line contains TEXT (builtins only,
-# so that the scan does not find itself).
-pids_with() {
-	local p args
-	for p in /proc/[0-9]*; do
-		mapfile -d '' -t args 2>/dev/null <"$p/cmdline" || continue
-		[[ ${#args[@]} -gt 0 && "${args[*]}" == *"$1"* ]] && echo "${p#/proc/}"
-	done
-	return 0
-}
-# ours PID: a process of this run: in our session with a path under $WORK
-# in its command line (a pid we waited for may have been reused).
-MY_SID=$(ps -o sid= -p $$ | tr -d ' ')
-ours() {
-	[[ -e /proc/$1 && $(ps -o sid= -p "$1" 2>/dev/null | tr -d ' ') == "$MY_SID" &&
-		$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") == *"$WORK"* ]]
-}
-# has_exited PID: gone or a zombie (a child we have not waited for yet).
-has_exited() { [[ ! -e /proc/$1 || $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
 alive() { ! has_exited "$1"; }
-# Mounts whose mount point is under $WORK, innermost and latest first.
-our_mounts() { awk -v w="$WORK/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | tac; }
 # stop_pid PID [SECONDS]: SIGTERM, SIGKILL after SECONDS (default 10), reap.
 stop_pid() {
 	kill -TERM "$1" 2>/dev/null
@@ -124,7 +84,7 @@ stop_pid() {
 # we detached may be someone else's by now) and lifts the immutable
 # attribute the gate sets, so that the directory can be removed.
 cleanup() {
-	local status=$? pid node back mnt
+	local status=$? pid node back
 	trap '' INT TERM
 	[[ -n $WATCH_PID ]] && kill "$WATCH_PID" 2>/dev/null
 	# Daemons first (SIGTERM: they stop their program and unmount). A
@@ -134,19 +94,7 @@ cleanup() {
 		kill -CONT "$pid" 2>/dev/null
 		stop_pid "$pid" 15
 	done <"$DAEMONS"
-	# Programs outlive a daemon killed with -9 when nothing stops them:
-	# their own process groups.
-	while read -r pid; do
-		ours "$pid" && kill -KILL -- "-$pid" 2>/dev/null
-	done <"$PROGRAMS"
-	# Anything else of ours still running on our paths (servers and restic
-	# name a path under $WORK).
-	for pid in $(pids_with "$WORK"); do
-		[[ $pid != "$$" ]] && ours "$pid" && kill -KILL "$pid" 2>/dev/null
-	done
-	for mnt in $(our_mounts); do
-		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null
-	done
+	kill_ours_and_unmount
 	while read -r node; do
 		back=$(losetup -n -O BACK-FILE "$node" 2>/dev/null) || continue
 		[[ $back == "$WORK"/* ]] || continue
@@ -165,22 +113,12 @@ cleanup() {
 		if ((CREATED_RUN_UDEV)); then rm -rf /run/udev; else rm -f /run/udev/control; fi
 	fi
 	chattr -R -i "$WORK" 2>/dev/null
-	if [[ -n ${FAULT_KEEP:-} ]]; then
-		echo "# kept $WORK (daemon logs *.log, restic.log)"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$status"
+	finish_cleanup "$status" "${FAULT_KEEP:-}" "(daemon logs *.log, restic.log)"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit_cleanup
 
 # ---- helpers ----
 
-# shellcheck source=../lib/checks.sh
-source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 # CLOCK_MONOTONIC in µs (the clock of the gate's *Usec properties).
 mono_us() {
 	local l
@@ -188,55 +126,9 @@ mono_us() {
 	echo $((l / 1000))
 }
 
-# attach IMAGE [NODE]: prints the loop device.
-attach() {
-	local node
-	if [[ $# -eq 2 ]]; then
-		losetup "$2" "$1" || return 1
-		node=$2
-	else
-		node=$(losetup --find --show "$1") || return 1
-	fi
-	echo "$node" >>"$LOOPS"
-	echo "$node"
-}
 detach() {
 	btrfs device scan --forget "$1" >/dev/null 2>&1
 	losetup -d "$1"
-}
-# A "disk gone" for the daemon: a kernel remove uevent (a mounted loop
-# device cannot be detached), and its return.
-uevent() { echo "$2" >"/sys/block/${1#/dev/}/uevent"; }
-
-gate_prop() {
-	busctl --address="$BUS" --json=short get-property org.diskgate1 /org/diskgate1/gate org.diskgate1.Gate "$1" \
-		2>/dev/null | jq -r .data
-}
-gate_state_is() { [[ $(gate_prop State) == "$1" ]]; }
-gate_all() {
-	busctl --address="$BUS" --json=short call org.diskgate1 /org/diskgate1/gate org.freedesktop.DBus.Properties \
-		GetAll s org.diskgate1.Gate 2>/dev/null | jq -c '.data[0] | map_values(.data)'
-}
-dump_state() {
-	echo "#   gate: $(gate_all)"
-	[[ -n $DAEMON_LOG && -f $DAEMON_LOG ]] && tail -n 15 "$DAEMON_LOG" | sed 's/^/#   log: /'
-}
-# wait_state STATE [SECONDS]: the gate reaches STATE.
-wait_state() {
-	if wait_until "${2:-$TIMEOUT}" gate_state_is "$1"; then
-		ok "State becomes $1"
-	else
-		not_ok "State becomes $1 (within ${2:-$TIMEOUT} s; it is $(gate_prop State))"
-		dump_state
-		return 1
-	fi
-}
-# The program pid the daemon reports, remembered for cleanup.
-program_pid() {
-	local pid
-	pid=$(gate_prop ProgramPid)
-	[[ -n $pid && $pid != 0 ]] && echo "$pid" >>"$PROGRAMS"
-	echo "${pid:-0}"
 }
 # The device map's UUID_SUB of NODE, from ListDevices.
 map_uuid_sub() {
@@ -244,14 +136,6 @@ map_uuid_sub() {
 		2>/dev/null | jq -r --arg n "$1" '.data[0][] | select(.Node.data == $n) | .UuidSub.data'
 }
 
-# mounts_at DIR: "FSTYPE SOURCE" per mount on DIR, oldest first.
-mounts_at() {
-	awk -v t="$1" '$5 == t { for (i = 7; $i != "-"; i++); print $(i + 1), $(i + 2) }' /proc/self/mountinfo
-}
-mount_count() { mounts_at "$1" | grep -c .; }
-nothing_mounted() { [[ $(mount_count "$1") == 0 ]]; }
-# locked DIR: mode 000 and immutable, as the gate leaves a bare target.
-locked() { [[ $(stat -c %a "$1") == 0 && $(lsattr -d "$1" 2>/dev/null | cut -d' ' -f1) == *i* ]]; }
 # bare_untouched DIR: nothing mounted, nothing in it, locked.
 bare_untouched() { nothing_mounted "$1" && [[ -z $(find "$1" -mindepth 1 -print -quit 2>/dev/null) ]] && locked "$1"; }
 describe_bare() { echo "mounts: '$(mounts_at "$1")', entries: '$(find "$1" -mindepth 1 2>/dev/null | head -n 3 | paste -sd' ')', mode $(stat -c %a "$1"), attrs $(lsattr -d "$1" 2>/dev/null | cut -d' ' -f1)"; }
@@ -334,12 +218,6 @@ start_daemon() {
 		return 1
 	fi
 }
-daemon_owns_bus() {
-	local owner
-	owner=$(dbus-send --bus="$BUS" --dest=org.freedesktop.DBus --print-reply /org/freedesktop/DBus \
-		org.freedesktop.DBus.GetConnectionUnixProcessID string:org.diskgate1 2>/dev/null | awk '/uint32/ { print $2 }')
-	[[ $owner == "$DAEMON_PID" && -n $(gate_prop State) ]]
-}
 # gate_args MODE: the gate of the current case (source, target, program).
 gate_args() {
 	local a=(--uevents "$1" --source "UUID=$FSID" --target "$T" --stop-timeout 5)
@@ -381,19 +259,6 @@ start_bus() {
 
 # ---- restic ----
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-	local port _
-	for _ in $(seq 100); do
-		port=$((20000 + RANDOM % 30000))
-		if [[ -z $(ss -Htan "( sport = :$port or dport = :$port )") ]]; then
-			echo "$port"
-			return 0
-		fi
-	done
-	return 1
-}
-restic_() { timeout 120 restic --no-cache -r "rest:http://127.0.0.1:$PORT/" "$@" 2>>"$WORK/restic.log"; }
 restic_q() {
 	echo "\$ restic $* (case $CASE)" >>"$WORK/restic.log"
 	restic_ "$@" >>"$WORK/restic.log" && return 0

@@ -18,42 +18,23 @@
 # Exit: 0 all passed, 1 a check failed, 77 skipped (meson's convention).
 set -u -o pipefail
 
-if [[ $# -ne 2 ]]; then
-	echo "usage: $0 DISKGATED DISKGATECTL" >&2
-	exit 2
-fi
-DISKGATED=$(readlink -f "$1")
-DISKGATECTL=$(readlink -f "$2")
+# shellcheck source=../lib/checks.sh
+source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
+# shellcheck source=../lib/gate.sh
+source "$(dirname "$(readlink -f "$0")")/../lib/gate.sh"
+
+diskgated_args "$@"
 TIMEOUT=15  # seconds for anything the daemon should do "at once" (2 busy cores)
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-
-[[ $EUID -eq 0 ]] || skip "needs root (loop devices, mount)"
-[[ -c /dev/loop-control && -w /dev/loop-control ]] || skip "/dev/loop-control is missing or not writable"
-grep -qw btrfs /proc/filesystems || skip "the kernel has no btrfs (not in /proc/filesystems)"
-grep -qw ext4 /proc/filesystems || skip "the kernel has no ext4 (not in /proc/filesystems)"
-command -v restic >/dev/null || skip "restic is not installed"
-if command -v rest-server >/dev/null; then
-	SERVER=rest-server
-elif command -v rclone >/dev/null; then
-	SERVER=rclone
-else
-	skip "neither rest-server nor rclone is installed"
-fi
-for tool in mkfs.btrfs btrfs mkfs.ext4 sfdisk partx losetup blkid chattr lsattr dbus-daemon dbus-send busctl \
-	jq ss timeout; do
-	command -v "$tool" >/dev/null || skip "$tool is not installed"
-done
-losetup -f >/dev/null 2>&1 || skip "no free loop device"
-for exe in "$DISKGATED" "$DISKGATECTL"; do
-	if [[ ! -x $exe ]]; then
-		echo "not ok - $exe is not an executable"
-		exit 1
-	fi
-done
+need_root "loop devices, mount"
+need_loop_control
+need_fs btrfs
+need_fs ext4
+need_restic_server
+need_tools mkfs.btrfs btrfs mkfs.ext4 sfdisk partx losetup blkid chattr lsattr dbus-daemon dbus-send busctl \
+	jq ss timeout
+need_free_loop
+need_executables "$DISKGATED" "$DISKGATECTL"
 
 WORK=$(mktemp -d /tmp/gate-e2e.XXXXXX)
 BUS=unix:path=$WORK/bus.sock
@@ -66,38 +47,16 @@ LOOPS=$WORK/loops        # every loop device we attached
 export RESTIC_PASSWORD=gate-e2e-password
 export RCLONE_CONFIG=/dev/null XDG_CACHE_HOME=$WORK/cache
 
-# pids_with TEXT: processes whose command line contains TEXT (builtins only,
-# so that the scan does not find itself).
-pids_with() {
-	local p args
-	for p in /proc/[0-9]*; do
-		mapfile -d '' -t args 2>/dev/null <"$p/cmdline" || continue
-		[[ ${#args[@]} -gt 0 && "${args[*]}" == *"$1"* ]] && echo "${p#/proc/}"
-	done
-	return 0
-}
 # programs_on DIR: processes other than our daemons (whose arguments name
 # DIR too) with DIR in their command line.
 programs_on() { pids_with "$1" | grep -vxF -f "$DAEMONS"; }
-# ours PID: a process of this run: in our session (daemons and programs
-# inherit it) with a path under $WORK in its command line (a pid we waited
-# for may have been reused).
-MY_SID=$(ps -o sid= -p $$ | tr -d ' ')
-ours() {
-	[[ -e /proc/$1 && $(ps -o sid= -p "$1" 2>/dev/null | tr -d ' ') == "$MY_SID" &&
-		$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") == *"$WORK"* ]]
-}
-# has_exited PID: gone or a zombie (a child we have not waited for yet).
-has_exited() { [[ ! -e /proc/$1 || $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
-# Mounts whose mount point is under $WORK, innermost and latest first.
-our_mounts() { awk -v w="$WORK/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | tac; }
 
 # Stops what we started, by pid, unmounts what is mounted under $WORK,
 # detaches our loop devices (only those still backed by our images: a node
 # we detached may be someone else's by now) and lifts the immutable
 # attribute the gate sets, so that the directory can be removed.
 cleanup() {
-	local status=$? pid node back deadline mnt
+	local status=$? pid node back deadline
 	trap '' INT TERM
 	# Daemons first (SIGTERM: they stop their program and unmount).
 	while read -r pid; do
@@ -108,18 +67,7 @@ cleanup() {
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done <"$DAEMONS"
-	# Programs outlive a daemon killed with -9: their own process groups.
-	while read -r pid; do
-		ours "$pid" && kill -KILL -- "-$pid" 2>/dev/null
-	done <"$PROGRAMS"
-	# Anything else of ours still running on our paths (every program we
-	# start names a path under $WORK).
-	for pid in $(pids_with "$WORK"); do
-		[[ $pid != "$$" ]] && ours "$pid" && kill -KILL "$pid" 2>/dev/null
-	done
-	for mnt in $(our_mounts); do
-		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null
-	done
+	kill_ours_and_unmount
 	while read -r node; do
 		back=$(losetup -n -O BACK-FILE "$node" 2>/dev/null) || continue
 		[[ $back == "$WORK"/* ]] || continue
@@ -129,75 +77,12 @@ cleanup() {
 	done <"$LOOPS"
 	[[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
 	chattr -R -i "$WORK" 2>/dev/null
-	if [[ -n ${GATE_E2E_KEEP:-} ]]; then
-		echo "# kept $WORK (daemon logs *.log)"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$status"
+	finish_cleanup "$status" "${GATE_E2E_KEEP:-}" "(daemon logs *.log)"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit_cleanup
 
 # ---- helpers ----
 
-# shellcheck source=../lib/checks.sh
-source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-
-# attach IMAGE: prints the loop device.
-attach() {
-	local node
-	node=$(losetup --find --show "$1") || return 1
-	echo "$node" >>"$LOOPS"
-	echo "$node"
-}
-# A "disk gone" for the daemon: a kernel remove uevent (a mounted loop
-# device cannot be detached), and its return.
-uevent() { echo "$2" >"/sys/block/${1#/dev/}/uevent"; }
-
-gate_prop() {
-	busctl --address="$BUS" --json=short get-property org.diskgate1 /org/diskgate1/gate org.diskgate1.Gate "$1" \
-		2>/dev/null | jq -r .data
-}
-gate_state_is() { [[ $(gate_prop State) == "$1" ]]; }
-# Every Gate property, as one compact JSON object.
-gate_all() {
-	busctl --address="$BUS" --json=short call org.diskgate1 /org/diskgate1/gate org.freedesktop.DBus.Properties \
-		GetAll s org.diskgate1.Gate 2>/dev/null | jq -c '.data[0] | map_values(.data)'
-}
-# Prints the gate's properties and the daemon log's tail (after a failure).
-dump_state() {
-	echo "#   gate: $(gate_all)"
-	[[ -n ${DAEMON_LOG:-} && -f $DAEMON_LOG ]] && tail -n 15 "$DAEMON_LOG" | sed 's/^/#   log: /'
-}
-# wait_state STATE [SECONDS]: the gate reaches STATE.
-wait_state() {
-	if wait_until "${2:-$TIMEOUT}" gate_state_is "$1"; then
-		ok "State becomes $1"
-	else
-		not_ok "State becomes $1 (within ${2:-$TIMEOUT} s; it is $(gate_prop State))"
-		dump_state
-		return 1
-	fi
-}
-# The program pid the daemon reports, remembered for cleanup.
-program_pid() {
-	local pid
-	pid=$(gate_prop ProgramPid)
-	[[ -n $pid && $pid != 0 ]] && echo "$pid" >>"$PROGRAMS"
-	echo "${pid:-0}"
-}
-
-# mounts_at DIR: "FSTYPE SOURCE" per mount on DIR, oldest first.
-mounts_at() {
-	awk -v t="$1" '$5 == t { for (i = 7; $i != "-"; i++); print $(i + 1), $(i + 2) }' /proc/self/mountinfo
-}
-mount_count() { mounts_at "$1" | grep -c .; }
-nothing_mounted() { [[ $(mount_count "$1") == 0 ]]; }
-# locked DIR: mode 000 and immutable, as the gate leaves a bare target.
-locked() { [[ $(stat -c %a "$1") == 0 && $(lsattr -d "$1" 2>/dev/null | cut -d' ' -f1) == *i* ]]; }
 not_writable() { ! touch "$1/gate-e2e-write-probe" 2>/dev/null; }
 
 # One daemon at a time (one bus name): a check that failed may have left
@@ -222,12 +107,6 @@ start_daemon() {
 	DAEMON_PID=$!
 	echo "$DAEMON_PID" >>"$DAEMONS"
 	daemon_up "$name"
-}
-daemon_owns_bus() {
-	local owner
-	owner=$(dbus-send --bus="$BUS" --dest=org.freedesktop.DBus --print-reply /org/freedesktop/DBus \
-		org.freedesktop.DBus.GetConnectionUnixProcessID string:org.diskgate1 2>/dev/null | awk '/uint32/ { print $2 }')
-	[[ $owner == "$DAEMON_PID" && -n $(gate_prop State) ]]
 }
 daemon_up() {
 	if wait_until "$TIMEOUT" daemon_owns_bus; then
@@ -272,19 +151,6 @@ server_args() {
 		echo --exec rclone -- serve restic --addr "127.0.0.1:$port" "$dir/data"
 	fi
 }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-	local port _
-	for _ in $(seq 100); do
-		port=$((20000 + RANDOM % 30000))
-		if [[ -z $(ss -Htan "( sport = :$port or dport = :$port )") ]]; then
-			echo "$port"
-			return 0
-		fi
-	done
-	return 1
-}
-restic_() { timeout 120 restic --no-cache -r "rest:http://127.0.0.1:$PORT/" "$@" 2>>"$WORK/restic.log"; }
 # restic_q ARGS...: quiet; its output goes to restic.log, shown on failure.
 restic_q() {
 	echo "\$ restic $*" >>"$WORK/restic.log"

@@ -1,5 +1,7 @@
+# shellcheck shell=bash
 # Sourced by the shell integration tests: TAP-like check lines, bounded
-# waits and fresh names. Counts in PASSED and FAILED.
+# waits, fresh names, the usual start (arguments, skips) and end (cleanup)
+# of a test. Counts in PASSED and FAILED.
 PASSED=0 FAILED=0
 ok() {
 	echo "ok - $*"
@@ -38,3 +40,74 @@ wait_until() {
 # Names unique to this run: other tests may attach images at the same time.
 rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 new_uuid() { cat /proc/sys/kernel/random/uuid; }
+
+# ---- the start of a test: arguments, what it needs (skips otherwise) ----
+
+# diskgated_args "$@": the arguments DISKGATED DISKGATECTL, made absolute in
+# DISKGATED and DISKGATECTL; anything else: usage, exit 2.
+# shellcheck disable=SC2034  # the test's variables
+diskgated_args() {
+	if [[ $# -ne 2 ]]; then
+		echo "usage: $0 DISKGATED DISKGATECTL" >&2
+		exit 2
+	fi
+	DISKGATED=$(readlink -f "$1")
+	DISKGATECTL=$(readlink -f "$2")
+}
+# skip REASON: "SKIP: REASON", exit 77 (meson's convention).
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+# need_root WHY: skips unless root ("needs root (WHY)").
+need_root() { [[ $EUID -eq 0 ]] || skip "needs root ($1)"; }
+need_loop_control() {
+	[[ -c /dev/loop-control && -w /dev/loop-control ]] || skip "/dev/loop-control is missing or not writable"
+}
+need_free_loop() { losetup -f >/dev/null 2>&1 || skip "no free loop device"; }
+# need_fs FSTYPE: the kernel has it.
+need_fs() { grep -qw "$1" /proc/filesystems || skip "the kernel has no $1 (not in /proc/filesystems)"; }
+# need_tools TOOL...: each is installed (the first missing one is named).
+need_tools() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || skip "$tool is not installed"
+	done
+}
+# need_executables FILE...: each is executable, else a failed check, exit 1.
+need_executables() {
+	local exe
+	for exe in "$@"; do
+		if [[ ! -x $exe ]]; then
+			echo "not ok - $exe is not an executable"
+			exit 1
+		fi
+	done
+}
+
+# ---- cleanup ----
+
+# on_exit_cleanup: cleanup() runs on exit; SIGINT and SIGTERM exit 130 and 143.
+on_exit_cleanup() {
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+# finish_cleanup STATUS [KEEP [WHAT]]: the end of a cleanup(): removes $WORK
+# unless KEEP is set (then says "# kept $WORK WHAT"), exits STATUS.
+finish_cleanup() {
+	if [[ -n ${2:-} ]]; then
+		echo "# kept $WORK${3:+ $3}"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$1"
+}
+
+# ---- processes, devices ----
+
+# has_exited PID: gone or a zombie (a child we have not waited for yet).
+has_exited() { [[ ! -e /proc/$1 || $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
+# uevent NODE ACTION: a kernel uevent for loop device NODE. A "disk gone" for
+# the daemon is a remove uevent (a mounted loop device cannot be detached).
+uevent() { echo "$2" >"/sys/block/${1#/dev/}/uevent"; }
