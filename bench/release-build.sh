@@ -6,5 +6,5 @@ if [[ -z ${BUILD:-} ]]; then
   if [[ ! -d $BUILD ]]; then
     meson setup "$BUILD" --buildtype=minsize -Db_lto=true -Dtests=false >/dev/null
   fi
-  ninja -C "$BUILD" src/diskgated src/diskgatectl bench/bench-hotplug bench/bench-trivial >/dev/null
+  ninja -C "$BUILD" src/diskgated src/diskgatectl src/diskgatectl-bus.so bench/bench-hotplug bench/bench-trivial >/dev/null
 fi

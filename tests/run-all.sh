@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, runs every
 # test (unit and, as root with loop devices, integration) and ends with
-# "N passed, N failed[, N skipped]".
+# "N passed, N failed[, N skipped]", adding up:
+#   - the meson suite of the default build (build/);
+#   - tests/run-source-builds.sh: a build without libudev (our own uevent
+#     source) against the kernel-mode daemon and gate tests;
+#   - tests/run-static.sh: the fully static x86_64 binaries against the
+#     no-bus and gokrazy-configuration gate tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +21,26 @@ status=${PIPESTATUS[0]}
 
 count() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" build/test-output.txt | tail -n1; }
 ok=$(count Ok) fail=$(count Fail) skipped=$(count Skipped) timeout=$(count Timeout)
-failed=$(( ${fail:-0} + ${timeout:-0} ))
-line="${ok:-0} passed, ${failed} failed"
-[ "${skipped:-0}" -gt 0 ] && line+=", ${skipped} skipped"
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; line="${ok:-0} passed, 1 failed"; fi
+passed=${ok:-0} failed=$(( ${fail:-0} + ${timeout:-0} )) skipped=${skipped:-0}
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+
+# Each further part ends with its own "N passed, N failed[, N skipped]".
+for part in tests/run-source-builds.sh tests/run-static.sh; do
+  echo "=== $part"
+  bash "$part" 2>&1 | tee build/part-output.txt
+  part_status=${PIPESTATUS[0]}
+  last=$(tail -n1 build/part-output.txt)
+  if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
+    passed=$(( passed + BASH_REMATCH[1] ))
+    failed=$(( failed + BASH_REMATCH[2] ))
+    skipped=$(( skipped + ${BASH_REMATCH[3]:-0} ))
+    if [ "$part_status" -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$(( failed + 1 )); fi
+  else
+    failed=$(( failed + 1 ))
+  fi
+done
+
+line="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && line+=", $skipped skipped"
 echo "$line"
 [ "$failed" -eq 0 ]

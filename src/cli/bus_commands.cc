@@ -1,4 +1,5 @@
 #include "cli/bus_commands.h"
+#include "cli/bus_module.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -355,12 +356,6 @@ class TerminationSignals {
 
 }  // namespace
 
-bool valid_bus_choice(std::string_view bus) {
-  if (bus == "system" || bus == "session") return true;
-  auto colon = bus.find(':');
-  return colon != std::string_view::npos && colon > 0 && bus.find('=', colon) != std::string_view::npos;
-}
-
 int run_list(const BusOptions& options, std::ostream& out, std::ostream& err) {
   return guarded(options, err, {}, [&](Session& session) {
     auto devices = list_devices(session);
@@ -628,3 +623,11 @@ int run_gate_method(const BusOptions& options, const std::string& method, std::o
 }
 
 }  // namespace diskgate::cli
+
+// The module's one export (cli/bus_module.h); everything else in it is hidden.
+extern "C" __attribute__((visibility("default"))) const diskgate::cli::BusModule* diskgate_bus_module() {
+  using namespace diskgate::cli;
+  static const BusModule table{bus_module_abi, sizeof(BusModule), run_list,   run_resolve, run_resolve_all,
+                               run_fs,         run_wait,           run_monitor, run_status, run_gate_method};
+  return &table;
+}

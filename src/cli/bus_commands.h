@@ -1,6 +1,7 @@
 // The diskgatectl commands that talk to diskgated over D-Bus (org.diskgate1):
 // list, resolve, resolve-all, fs, wait and monitor; status and the gate's
-// start, stop, restart and reload-program.
+// start, stop, restart and reload-program. The run_* functions are built
+// into diskgatectl-bus.so (cli/bus_module.h), not into diskgatectl.
 #pragma once
 
 #include <iosfwd>
@@ -22,7 +23,11 @@ struct BusOptions {
 
 // Whether `--bus` names something we can connect to: system, session, or
 // an address of the form transport:key=value[,...].
-bool valid_bus_choice(std::string_view bus);
+inline bool valid_bus_choice(std::string_view bus) {
+  if (bus == "system" || bus == "session") return true;
+  auto colon = bus.find(':');
+  return colon != std::string_view::npos && colon > 0 && bus.find('=', colon) != std::string_view::npos;
+}
 
 struct WaitOptions {
   std::string spec;

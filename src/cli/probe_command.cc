@@ -1,7 +1,9 @@
 #include "cli/probe_command.h"
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <ostream>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -94,6 +96,44 @@ int run_probe(const ProbeOptions& options, std::ostream& out, std::ostream& err)
   }
   if (any_ambivalent) return 8;
   return any_found ? 0 : 2;
+}
+
+std::optional<ProbeOptions> parse_plain_probe(std::span<const char* const> args,
+                                              std::span<const std::string_view> reserved) {
+  ProbeOptions options;
+  bool seen_p = false, seen_o = false, seen_debug = false;
+  auto plain_word = [&](std::string_view word) {
+    if (word.empty() || word[0] == '-') return false;
+    return std::find(reserved.begin(), reserved.end(), word) == reserved.end();
+  };
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "-p" || arg == "--low-level") {
+      if (std::exchange(seen_p, true)) return std::nullopt;
+      options.low_level = true;
+    } else if (arg == "--debug") {
+      if (std::exchange(seen_debug, true)) return std::nullopt;
+      options.debug = true;
+    } else if (arg == "-o" || arg == "--output") {
+      if (std::exchange(seen_o, true) || i + 1 == args.size()) return std::nullopt;
+      std::string_view name = args[++i];
+      if (name == "full") options.format = OutputFormat::full;
+      else if (name == "export") options.format = OutputFormat::export_;
+      else if (name == "value") options.format = OutputFormat::value;
+      else if (name == "udev") options.format = OutputFormat::udev;
+      else if (name == "json") options.format = OutputFormat::json;
+      else return std::nullopt;
+    } else if (arg == "-s" || arg == "--match-tag") {
+      if (i + 1 == args.size() || !plain_word(args[i + 1])) return std::nullopt;
+      options.tags.emplace_back(args[++i]);
+    } else if (plain_word(arg)) {
+      options.paths.emplace_back(arg);
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (options.paths.empty()) return std::nullopt;
+  return options;
 }
 
 }  // namespace diskgate::cli

@@ -5,7 +5,17 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#if DISKGATE_DBUS
 #include "dbus/service.h"
+#else
+// Built without D-Bus (-Ddbus=disabled): no Service is ever made.
+namespace diskgate::dbus {
+class Service {
+ public:
+  void publish(const std::vector<devices::Change>&) {}
+};
+}  // namespace diskgate::dbus
+#endif
 #include "udev/block_devices.h"
 #include "udev/node_watcher.h"
 
@@ -37,10 +47,12 @@ DeviceMonitor::~DeviceMonitor() {
   if (trim_timer_) loop_.cancel(*trim_timer_);
 }
 
+#if DISKGATE_DBUS
 void DeviceMonitor::attach_bus(sdbus::IConnection& connection) {
   service_ = std::make_unique<dbus::Service>(connection, map_,
                                              [this](std::function<void()> done) { rescan(std::move(done)); });
 }
+#endif
 
 void DeviceMonitor::detach_bus() noexcept { service_.reset(); }
 

@@ -24,7 +24,7 @@ class Enumerator {
 
   // `enumerate` runs on the enumeration thread; it must not touch state the
   // loop owns (the daemon passes udev::enumerate_block_devices, which makes
-  // its own libudev context).
+  // its own libudev context, or walks sysfs in a build without libudev).
   explicit Enumerator(Enumerate enumerate);
   ~Enumerator();  // waits for a running enumeration (sysfs does not hang)
   Enumerator(const Enumerator&) = delete;

@@ -9,15 +9,17 @@
 #include <cstdlib>
 #include <iostream>
 
-#include <sdbus-c++/sdbus-c++.h>
-#include <systemd/sd-daemon.h>
-
 #include "common/log.h"
-#include "daemon/bus_link.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/notify.h"
+#if DISKGATE_DBUS
+#include <sdbus-c++/sdbus-c++.h>
+
+#include "daemon/bus_link.h"
 #include "dbus/gate_object.h"
 #include "dbus/object_path.h"
+#endif
 #include "os/users.h"
 #include "udev/block_devices.h"
 #include "udev/node_watcher.h"
@@ -105,9 +107,10 @@ int run(daemon::DaemonConfig& config) {
     }
   }
   auto mode = udev::parse_source_mode(config.uevents);
-  udev::UeventSource source = udev::choose_source(*mode, "/run/udev/control");
-  log(Level::info, "starting: uevents from {}, {}", udev::to_string(source),
-      config.no_bus ? "no D-Bus" : "D-Bus " + config.bus);
+  // (A std::string: a bare "..." would pick the bool overload, "udevd runs".)
+  udev::UeventSource source = udev::choose_source(*mode, std::string("/run/udev/control"));
+  log(Level::info, "starting: uevents from {} ({}), {}", udev::to_string(source), udev::to_string(udev::default_backend()),
+      !DISKGATE_DBUS ? "no D-Bus (built without D-Bus)" : config.no_bus ? "no D-Bus" : "D-Bus " + config.bus);
 
   daemon::EventLoop loop;
   int signal_fd = open_signalfd();
@@ -122,15 +125,20 @@ int run(daemon::DaemonConfig& config) {
   auto watcher = std::make_unique<udev::NodeWatcher>();
   daemon::ProbeWorker worker(daemon::identify_device, loop);
   // Declared before what publishes on it, so that the bus objects go first.
+#if DISKGATE_DBUS
   std::unique_ptr<daemon::BusLink> bus;
+#endif
   daemon::DeviceMonitor monitor(loop, block_devices, kernel_devices.get(), watcher.get(), worker);
   os::SystemPlatform platform;
   std::unique_ptr<gate::Gate> gate;
+#if DISKGATE_DBUS
   std::unique_ptr<dbus::GateObject> gate_object;
+#endif
   if (config.gate) gate = std::make_unique<gate::Gate>(*config.gate, platform, loop);
 
   // A bus missing at start: fatal when named with --bus, else only the API
   // is missing. A bus lost later is reconnected to (BusLink).
+#if DISKGATE_DBUS
   if (!config.no_bus) {
     try {
       bus = std::make_unique<daemon::BusLink>(loop, config.bus);
@@ -152,10 +160,13 @@ int run(daemon::DaemonConfig& config) {
           monitor.detach_bus();
         });
   }
+#endif
   if (gate) {
     gate->on_status([&](const gate::Status& status) {
+#if DISKGATE_DBUS
       if (gate_object) gate_object->changed(status);
-      sd_notifyf(0, "STATUS=%s", status_line(status, gate->config()).c_str());
+#endif
+      daemon::notify("STATUS=" + status_line(status, gate->config()));
     });
     gate->on_finished([&loop](int code) { loop.stop(code); });
     monitor.on_changes([&](const std::vector<devices::Change>&) { gate->update(monitor.map()); });
@@ -170,7 +181,7 @@ int run(daemon::DaemonConfig& config) {
       } else if (!stopping) {
         stopping = true;
         log(Level::info, "signal {} received: exiting", info.ssi_signo);
-        sd_notify(0, "STOPPING=1");
+        daemon::notify("STOPPING=1");
         if (gate)
           gate->shutdown([&loop] { loop.stop(0); });
         else
@@ -181,9 +192,8 @@ int run(daemon::DaemonConfig& config) {
 
   monitor.start();
   if (gate) gate->update(monitor.map());
-  sd_notifyf(0, "READY=1\nSTATUS=%s",
-             gate ? status_line(gate->status(), gate->config()).c_str()
-                  : fmt::format("watching {} block devices", monitor.map().all().size()).c_str());
+  daemon::notify("READY=1\nSTATUS=" + (gate ? status_line(gate->status(), gate->config())
+                                          : fmt::format("watching {} block devices", monitor.map().all().size())));
   log(Level::info, "ready: {} block devices", monitor.map().all().size());
   int status = loop.run();
   ::close(signal_fd);
@@ -210,13 +220,23 @@ int main(int argc, char** argv) {
     std::cout << config.help_text;
     return 0;
   }
+  if (!DISKGATE_DBUS && config.bus_given) {
+    std::cerr << "diskgated: --bus " << config.bus << ": built without D-Bus (-Ddbus=disabled); leave --bus out\n";
+    return usage_error;
+  }
+  if (!udev::have_libudev() && config.uevents == "udev") {
+    std::cerr << "diskgated: --uevents udev: built without libudev (-Dudev=disabled); use --uevents kernel or auto\n";
+    return usage_error;
+  }
   Level level = Level::info;
   parse_level(config.log_level, level);
   set_log_level(level);
   try {
     return run(config);
+#if DISKGATE_DBUS
   } catch (const sdbus::Error& e) {
     log(Level::error, "D-Bus ({}): {}", config.bus, e.getMessage());
+#endif
   } catch (const std::exception& e) {
     log(Level::error, "{}", e.what());
   }

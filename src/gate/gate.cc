@@ -111,6 +111,7 @@ void Gate::evaluate_once() {
   // Failed waits for its retry; a program that survived SIGKILL (or one
   // left by an earlier diskgated) must be gone before anything is mounted.
   if (retry_timer_ || supervisor_.reclaiming() || supervisor_.running()) return;
+  if (!unsupported_type_.empty() && source.fstype == unsupported_type_) return;
   if (!reclaimed_) {
     supervisor_.reclaim([this](bool stopped) {
       if (!stopped) {
@@ -206,6 +207,12 @@ void Gate::mount(const SourceState& source, bool degraded) {
     status_.mount_called_usec = now_usec();
     mount_point_.mount(source, config_.options.flags, data);
     status_.mounted_at_usec = now_usec();
+  } catch (const UnsupportedFilesystem& e) {
+    // Trying again cannot help until the kernel changes: wait for Start.
+    unsupported_type_ = source.fstype;
+    set_error(e.what());
+    set_state(State::failed);
+    return;
   } catch (const std::exception& e) {
     fail(e.what());
     return;
@@ -394,6 +401,7 @@ void Gate::start() {
   if (status_.state != State::stopped && status_.state != State::failed) return;
   log(Level::info, "gate: start requested");
   status_.last_error.clear();
+  unsupported_type_.clear();
   cancel_retry();
   retry_backoff_.reset();
   set_state(State::waiting);

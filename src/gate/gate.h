@@ -11,7 +11,8 @@
 //      └──────── unmounted ◀──── stopping ◀───────────────┘
 //   degraded: running on a btrfs mounted with members missing
 //   stopped:  held by Stop() until Start()
-//   failed:   tried again after a backoff (1 s doubling to 60 s), or on Start()
+//   failed:   tried again after a backoff (1 s doubling to 60 s), or on Start();
+//             not tried again when the kernel lacks the filesystem type
 #pragma once
 
 #include <sys/types.h>
@@ -141,6 +142,7 @@ class Gate {
   std::optional<Loop::TimerId> degraded_timer_, retry_timer_;
   Backoff retry_backoff_;                     // for failed
   bool reclaimed_ = false;                    // a program left by an earlier run is gone
+  std::string unsupported_type_;              // the kernel lacks it: wait for Start
   std::string waiting_for_;                   // last reason logged for waiting
   bool shutting_down_ = false;
   bool evaluating_ = false;

@@ -103,7 +103,17 @@ void MountPoint::check_mounted(const SourceState& source) {
 
 void MountPoint::mount(const SourceState& source, unsigned long flags, const std::string& data) {
   check_members(source);
-  platform_.mount(source.device, target_, source.fstype, flags, data);
+  try {
+    platform_.mount(source.device, target_, source.fstype, flags, data);
+  } catch (const os::OsError& e) {
+    // ENODEV: the kernel had no such type and could not load a module for it.
+    if (e.error_number == ENODEV && !platform_.kernel_supports(source.fstype))
+      throw UnsupportedFilesystem(fmt::format(
+          "the running kernel does not support {} (/proc/filesystems does not list it): cannot mount {}; waiting "
+          "for a kernel with {} (then Start, or restart diskgated)",
+          source.fstype, source.device, source.fstype));
+    throw;
+  }
   // A mount that does not show in the mount table (a racing unmount, a
   // namespace mix-up) is no mount: say so rather than look at the bare
   // directory underneath.

@@ -19,6 +19,11 @@ namespace diskgate::gate {
 struct MountError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// The running kernel has no driver for the type (gokrazy's kernel has no
+// btrfs or exFAT): no point in trying again until it does.
+struct UnsupportedFilesystem : MountError {
+  using MountError::MountError;
+};
 
 class MountPoint {
  public:
@@ -45,7 +50,8 @@ class MountPoint {
   std::string lock();
   // Checks every member's superblock, mounts, checks what the kernel
   // mounted (unmounting again when it is not `source`), and hands the root
-  // to the owner. Throws MountError or OsError; nothing stays mounted then.
+  // to the owner. Throws MountError (UnsupportedFilesystem when the kernel
+  // lacks the type) or OsError; nothing stays mounted then.
   void mount(const SourceState& source, unsigned long flags, const std::string& data);
   // Takes over `source`, found mounted already, once the kernel confirms it
   // is that filesystem. Throws MountError or OsError.

@@ -102,4 +102,17 @@ std::vector<MountEntry> parse_mountinfo(const std::string& text) {
   return entries;
 }
 
+bool lists_filesystem(std::string_view text, std::string_view fstype) {
+  if (fstype.empty()) return false;
+  while (!text.empty()) {
+    std::size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    // "[nodev]\tNAME": the name is what follows the last tab.
+    std::size_t tab = line.rfind('\t');
+    if (tab != std::string_view::npos && line.substr(tab + 1) == fstype) return true;
+  }
+  return false;
+}
+
 }  // namespace diskgate::os

@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -148,11 +149,20 @@ class Platform {
   // Through a descriptor opened without following symlinks; refuses a target
   // that is not a mount root (EINVAL). vfat and exfat refuse chown (EPERM).
   virtual void give_root_to(const std::string& target, const Credentials& credentials) = 0;
+
+  // Whether the running kernel lists `fstype` in /proc/filesystems (a
+  // module not loaded yet is not listed: ask after a mount failed with
+  // ENODEV, which is when the kernel tried to load it). Throws OsError when
+  // the file cannot be read.
+  virtual bool kernel_supports(const std::string& fstype) = 0;
 };
 
 // Parses /proc/self/mountinfo text (fields octal-escaped as the kernel does).
 // Malformed lines are skipped.
 std::vector<MountEntry> parse_mountinfo(const std::string& text);
+
+// Whether /proc/filesystems text ("nodev\tsysfs\n\text4\n") lists `fstype`.
+bool lists_filesystem(std::string_view proc_filesystems, std::string_view fstype);
 
 class SystemPlatform final : public Platform {
  public:
@@ -172,6 +182,7 @@ class SystemPlatform final : public Platform {
   void write_text(const std::string& path, const std::string& text) override;
   void remove_file(const std::string& path) override;
   void give_root_to(const std::string& target, const Credentials& credentials) override;
+  bool kernel_supports(const std::string& fstype) override;
 };
 
 }  // namespace diskgate::os

@@ -891,4 +891,8 @@ void SystemPlatform::give_root_to(const std::string& target, const Credentials& 
   if ((mode & S_IRWXU) != S_IRWXU && ::fchmod(fd, mode | S_IRWXU) != 0) fail_errno("chmod u+rwx {}", target);
 }
 
+bool SystemPlatform::kernel_supports(const std::string& fstype) {
+  return lists_filesystem(read_file("/proc/filesystems"), fstype);
+}
+
 }  // namespace diskgate::os

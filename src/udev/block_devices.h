@@ -1,6 +1,13 @@
-// Which block devices exist and when they come, go or change: libudev
-// enumeration plus a netlink uevent monitor. This is the only place that
-// talks to libudev; the header keeps <libudev.h> out of every includer.
+// Which block devices exist and when they come, go or change: enumeration
+// plus a netlink uevent monitor, through one of two backends that give the
+// same KernelDevice values:
+// - libudev (block_devices_libudev.cc, built with -Dudev=enabled): the only
+//   place that talks to libudev; the header keeps <libudev.h> out of every
+//   includer;
+// - sysfs (block_devices_sysfs.cc, always built): /sys/class/block and our
+//   own NETLINK_KOBJECT_UEVENT socket on the kernel's group, for static
+//   builds without libudev (gokrazy). Kernel uevents only.
+// The daemon takes default_backend() and never learns which it has.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +21,9 @@
 #include "devices/device.h"
 
 namespace diskgate::udev {
+namespace detail {
+class Source;
+}
 
 // Something the OS refused; the message names what failed and why.
 class UdevError : public std::runtime_error {
@@ -27,6 +37,13 @@ enum class UeventSource { udev, kernel };
 // The configured choice; `automatic` follows whether udevd is running.
 enum class SourceMode { automatic, udev, kernel };
 
+enum class Backend { libudev, sysfs };
+std::string_view to_string(Backend backend);
+// Whether this build has libudev (meson -Dudev=enabled).
+bool have_libudev();
+// libudev when built with it (unchanged behaviour), sysfs otherwise.
+Backend default_backend();
+
 // "auto" | "udev" | "kernel"; nullopt for anything else.
 std::optional<SourceMode> parse_source_mode(std::string_view text);
 std::string_view to_string(UeventSource source);
@@ -34,8 +51,13 @@ std::string_view to_string(UeventSource source);
 // Pure: an explicit mode wins; `automatic` takes udev when udevd runs,
 // kernel otherwise.
 UeventSource choose_source(SourceMode mode, bool udevd_running);
+// A string literal would pick the bool overload above (pointer to bool is a
+// standard conversion, to std::string a user-defined one): refused.
+UeventSource choose_source(SourceMode mode, const char* udevd_control) = delete;
 // The same, asking whether udevd accepts a connection on `udevd_control`
-// (normally /run/udev/control; the socket file outlives udevd).
+// (normally /run/udev/control; the socket file outlives udevd). Built
+// without libudev, `automatic` is always kernel (udevd is not asked);
+// an explicit udev stays udev, for the caller to refuse.
 UeventSource choose_source(SourceMode mode, const std::string& udevd_control);
 
 enum class Action { add, change, remove, other };
@@ -58,19 +80,24 @@ struct Received {
   bool overflowed = false;
 };
 
-// The same as BlockDevices::enumerate(), on a libudev context of its own:
-// safe on another thread while the loop uses its BlockDevices (a libudev
-// context is not thread-safe). Throws UdevError.
+// The same as BlockDevices::enumerate() with default_backend(), on a libudev
+// context of its own: safe on another thread while the loop uses its
+// BlockDevices (a libudev context is not thread-safe; the sysfs backend
+// shares nothing). Throws UdevError.
 std::vector<devices::KernelDevice> enumerate_block_devices();
+// The same with a chosen backend; UdevError for libudev in a build without.
+std::vector<devices::KernelDevice> enumerate_block_devices_with(Backend backend);
 
 class BlockDevices {
  public:
-  // Creates the libudev context and a monitor for `source`, filtered to
-  // subsystem "block", and enables receiving at once, so that nothing
-  // happening between construction and enumerate() is missed.
+  // Creates a monitor for `source`, filtered to subsystem "block", and
+  // enables receiving at once, so that nothing happening between
+  // construction and enumerate() is missed.
   // receive_buffer_bytes > 0 sets the socket's receive buffer (needs
   // CAP_NET_ADMIN beyond the system limit); 0 keeps the default.
-  explicit BlockDevices(UeventSource source, int receive_buffer_bytes = 0);
+  // UdevError for the libudev backend in a build without libudev, and for
+  // the udev source on the sysfs backend (it reads the kernel's format only).
+  explicit BlockDevices(UeventSource source, int receive_buffer_bytes = 0, Backend backend = default_backend());
   ~BlockDevices();
   BlockDevices(BlockDevices&&) noexcept;
   BlockDevices& operator=(BlockDevices&&) noexcept;
@@ -92,9 +119,11 @@ class BlockDevices {
   // UdevError only when the socket itself is broken.
   Received receive();
 
+  Backend backend() const { return backend_; }
+
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  Backend backend_;
+  std::unique_ptr<detail::Source> impl_;
 };
 
 }  // namespace diskgate::udev

@@ -93,6 +93,9 @@ FakePlatform::~FakePlatform() {
 void FakePlatform::mount(const std::string& source, const std::string& target, const std::string& fstype,
                          unsigned long flags, const std::string& data) {
   calls.push_back(fmt::format("mount {} {} {} flags={:#x} data={}", source, target, fstype, flags, data));
+  if (unsupported_types.contains(fstype))
+    throw os::OsError(fmt::format("mount {} on {} ({}): fsopen: {}", source, target, fstype, std::strerror(ENODEV)),
+                      ENODEV);
   if (int error = next_error(mount_errors))
     throw os::OsError(fmt::format("mount {} on {} ({}): {}", source, target, fstype, std::strerror(error)), error);
   if (!mount_appears) return;

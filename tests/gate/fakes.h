@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -131,6 +132,9 @@ class FakePlatform final : public os::Platform {
   void write_text(const std::string& path, const std::string& text) override;
   void remove_file(const std::string& path) override;
   void give_root_to(const std::string& target, const os::Credentials& credentials) override;
+  bool kernel_supports(const std::string& fstype) override { return !unsupported_types.contains(fstype); }
+  // Types the fake kernel has no driver for: mount() fails with ENODEV.
+  std::set<std::string> unsupported_types;
 
   // The child `pid` ends with `status`: reap() returns it from now on and its
   // pidfd (a real eventfd) becomes readable. The test then fires the loop.

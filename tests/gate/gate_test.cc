@@ -1271,6 +1271,36 @@ TEST_CASE("gate: a mount found at start is adopted only when the kernel confirms
   CHECK(h.take_calls().empty());  // someone else's: not unmounted by us
 }
 
+TEST_CASE("gate: a kernel without the filesystem type: said plainly, and no retries until Start") {
+  Harness h(pool_config());
+  h.platform.unsupported_types = {"btrfs"};
+  h.add(sdb(), member2());
+  h.add(sdc(), member1());
+  CHECK(h.state() == State::failed);
+  INFO(h.status().last_error);
+  CHECK(contains(h.status().last_error, "does not support btrfs (/proc/filesystems does not list it)"));
+  CHECK(h.platform.mount_count() == 1);
+  // No retry loop: neither time nor map changes try again.
+  h.add(kdev("sdd", 8, 48), unidentified());
+  h.advance(1h);
+  CHECK(h.platform.mount_count() == 1);
+  // The kernel got it (a module loaded by hand): Start tries again.
+  h.platform.unsupported_types.clear();
+  h.start();
+  CHECK(h.state() == State::running);
+}
+
+TEST_CASE("gate: ENODEV for a type the kernel lists is an ordinary failure, retried") {
+  Harness h(pool_config());
+  h.platform.mount_errors = {ENODEV};
+  h.add(sdb(), member2());
+  h.add(sdc(), member1());
+  CHECK(h.state() == State::failed);
+  CHECK_FALSE(contains(h.status().last_error, "does not support"));
+  h.advance(1s);
+  CHECK(h.state() == State::running);
+}
+
 // ---- The program as another user ----
 
 TEST_CASE("gate: --user: the program runs with those credentials and the filesystem root is theirs") {

@@ -140,5 +140,20 @@ TEST_CASE("an empty table has no entries") {
   CHECK(parse_mountinfo("\n\n").empty());
 }
 
+TEST_CASE("/proc/filesystems: a type is listed by its own name only") {
+  const std::string text = "nodev\tsysfs\nnodev\ttmpfs\n\text3\n\text4\n\tvfat\nnodev\tfuse\n\tfuseblk\n";
+  CHECK(lists_filesystem(text, "ext4"));
+  CHECK(lists_filesystem(text, "tmpfs"));
+  CHECK(lists_filesystem(text, "fuseblk"));
+  CHECK_FALSE(lists_filesystem(text, "btrfs"));
+  CHECK_FALSE(lists_filesystem(text, "fuse "));
+  CHECK_FALSE(lists_filesystem(text, "ext"));
+  CHECK_FALSE(lists_filesystem(text, "nodev"));
+  CHECK_FALSE(lists_filesystem(text, ""));
+  CHECK_FALSE(lists_filesystem("", "ext4"));
+  CHECK(lists_filesystem("\tbtrfs", "btrfs"));  // no final newline
+  CHECK_FALSE(lists_filesystem("btrfs\n", "btrfs"));  // no tab: not the kernel's format
+}
+
 }  // namespace
 }  // namespace diskgate::os

@@ -1,13 +1,16 @@
 // BlockDevices against the real kernel: loop devices attached, partitioned,
 // detached, and uevents from the kernel directly or through a real
-// systemd-udevd (tests tagged [udevd]). Other processes on the machine may
-// use loop devices too, so every check looks only at our own devices.
+// systemd-udevd (tests tagged [udevd]). Kernel-source cases run once per
+// backend this build has (libudev and sysfs, or sysfs alone); [libudev]
+// cases need the libudev backend. Other processes on the machine may use
+// loop devices too, so every check looks only at our own devices.
 #include "udev/block_devices.h"
 
 #include <cstring>
 #include <filesystem>
 
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/resource.h>
@@ -28,6 +31,16 @@ using testing::LoopDevice;
 using testing::TempDir;
 
 constexpr auto event_timeout = 10s;
+
+// The backends this build has; kernel-source cases run on each.
+std::vector<Backend> backends() {
+  if (have_libudev()) return {Backend::libudev, Backend::sysfs};
+  return {Backend::sysfs};
+}
+
+#define FOR_EACH_BACKEND(backend)                            \
+  const Backend backend = GENERATE(from_range(backends())); \
+  INFO("backend " << to_string(backend))
 
 std::string describe(const std::vector<Uevent>& events) {
   std::ostringstream out;
@@ -79,10 +92,10 @@ void check_identity(const KernelDevice& device, const std::string& node) {
 }
 
 // The behaviours shared by both sources, run once per source.
-void attach_and_detach_send_change(UeventSource source) {
+void attach_and_detach_send_change(UeventSource source, Backend backend) {
   TempDir dir;
   testing::make_image(dir / "disk.img", 3 << 20);
-  BlockDevices monitor(source);
+  BlockDevices monitor(source, 0, backend);
   std::vector<Uevent> seen;
 
   LoopDevice loop(dir / "disk.img");
@@ -108,10 +121,10 @@ void attach_and_detach_send_change(UeventSource source) {
   CHECK(detached->device.minor == attached->device.minor);
 }
 
-void partscan_sends_add_for_partitions(UeventSource source) {
+void partscan_sends_add_for_partitions(UeventSource source, Backend backend) {
   TempDir dir;
   testing::make_gpt_image(dir / "gpt.img");
-  BlockDevices monitor(source);
+  BlockDevices monitor(source, 0, backend);
   std::vector<Uevent> seen;
 
   LoopDevice loop(dir / "gpt.img", /*partscan=*/true);
@@ -131,13 +144,13 @@ void partscan_sends_add_for_partitions(UeventSource source) {
   CHECK(p1->device.syspath.ends_with("/block/" + loop.name() + "/" + loop.name() + "p1"));
 }
 
-void uevent_remove_arrives_as_remove(UeventSource source) {
+void uevent_remove_arrives_as_remove(UeventSource source, Backend backend) {
   TempDir dir;
   testing::make_gpt_image(dir / "gpt.img");
   LoopDevice loop(dir / "gpt.img", /*partscan=*/true);
   const std::string part = loop.name() + "p1";
   auto [major, minor] = testing::device_number("/dev/" + part);
-  BlockDevices monitor(source);
+  BlockDevices monitor(source, 0, backend);
   std::vector<Uevent> seen;
 
   // Only the message: the partition stays, so the node can be compared.
@@ -153,13 +166,13 @@ void uevent_remove_arrives_as_remove(UeventSource source) {
   CHECK(removed->device.size_bytes == 0);  // sysfs is not read on remove
 }
 
-void detach_removes_partitions(UeventSource source) {
+void detach_removes_partitions(UeventSource source, Backend backend) {
   TempDir dir;
   testing::make_gpt_image(dir / "gpt.img");
   LoopDevice loop(dir / "gpt.img", /*partscan=*/true);
   auto p1_number = testing::device_number(loop.node() + "p1");
   auto p2_number = testing::device_number(loop.node() + "p2");
-  BlockDevices monitor(source);
+  BlockDevices monitor(source, 0, backend);
   std::vector<Uevent> seen;
 
   loop.detach();
@@ -198,7 +211,10 @@ TEST_CASE("source choice: an explicit mode wins, auto follows udevd's control so
   std::strncpy(address.sun_path, control.c_str(), sizeof address.sun_path - 1);
   REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
   REQUIRE(::listen(listener, 4) == 0);
-  CHECK(choose_source(SourceMode::automatic, control) == UeventSource::udev);
+  // Built without libudev, udevd's messages cannot be read: auto is kernel.
+  CHECK(choose_source(SourceMode::automatic, control) ==
+        (have_libudev() ? UeventSource::udev : UeventSource::kernel));
+  CHECK(choose_source(SourceMode::udev, control) == UeventSource::udev);
   CHECK(choose_source(SourceMode::kernel, control) == UeventSource::kernel);
   ::close(listener);
   CHECK(choose_source(SourceMode::automatic, control) == UeventSource::kernel);
@@ -218,7 +234,8 @@ TEST_CASE("enumerate lists an attached loop device with its major:minor and size
   TempDir dir;
   testing::make_image(dir / "disk.img", 3 << 20);
   LoopDevice loop(dir / "disk.img");
-  BlockDevices devices(UeventSource::kernel);
+  FOR_EACH_BACKEND(backend);
+  BlockDevices devices(UeventSource::kernel, 0, backend);
 
   auto list = devices.enumerate();
   const KernelDevice* found = find(list, loop.name());
@@ -234,7 +251,8 @@ TEST_CASE("enumerate lists a partitioned loop device's partitions with their par
   TempDir dir;
   testing::make_gpt_image(dir / "gpt.img");
   LoopDevice loop(dir / "gpt.img", /*partscan=*/true);
-  BlockDevices devices(UeventSource::kernel);
+  FOR_EACH_BACKEND(backend);
+  BlockDevices devices(UeventSource::kernel, 0, backend);
 
   auto list = devices.enumerate();
   const KernelDevice* disk = find(list, loop.name());
@@ -255,26 +273,31 @@ TEST_CASE("enumerate lists a partitioned loop device's partitions with their par
 }
 
 TEST_CASE("kernel source: attaching and detaching a loop device send change", "[kernel]") {
-  attach_and_detach_send_change(UeventSource::kernel);
+  FOR_EACH_BACKEND(backend);
+  attach_and_detach_send_change(UeventSource::kernel, backend);
 }
 
 TEST_CASE("kernel source: losetup -P sends add for each partition, parent set", "[kernel]") {
-  partscan_sends_add_for_partitions(UeventSource::kernel);
+  FOR_EACH_BACKEND(backend);
+  partscan_sends_add_for_partitions(UeventSource::kernel, backend);
 }
 
 TEST_CASE("kernel source: remove written to a partition's uevent file arrives as remove", "[kernel]") {
-  uevent_remove_arrives_as_remove(UeventSource::kernel);
+  FOR_EACH_BACKEND(backend);
+  uevent_remove_arrives_as_remove(UeventSource::kernel, backend);
 }
 
 TEST_CASE("kernel source: detaching a partitioned loop device removes its partitions", "[kernel]") {
-  detach_removes_partitions(UeventSource::kernel);
+  FOR_EACH_BACKEND(backend);
+  detach_removes_partitions(UeventSource::kernel, backend);
 }
 
 TEST_CASE("kernel source: uevents of other subsystems are dropped", "[kernel]") {
   TempDir dir;
   testing::make_image(dir / "disk.img", 1 << 20);
   LoopDevice loop(dir / "disk.img");
-  BlockDevices monitor(UeventSource::kernel);
+  FOR_EACH_BACKEND(backend);
+  BlockDevices monitor(UeventSource::kernel, 0, backend);
   std::vector<Uevent> seen;
 
   // /dev/null's device ("mem" subsystem) first, then ours: when ours
@@ -292,8 +315,9 @@ TEST_CASE("kernel source: an overflowing socket buffer is reported, and receivin
   TempDir dir;
   testing::make_image(dir / "disk.img", 1 << 20);
   LoopDevice loop(dir / "disk.img");
+  FOR_EACH_BACKEND(backend);
   // The smallest buffer the kernel allows holds a few uevents at most.
-  BlockDevices monitor(UeventSource::kernel, /*receive_buffer_bytes=*/1);
+  BlockDevices monitor(UeventSource::kernel, /*receive_buffer_bytes=*/1, backend);
   const std::string uevent = "/sys/block/" + loop.name() + "/uevent";
   for (int i = 0; i < 200; ++i) testing::write_file(uevent, "change");
 
@@ -313,28 +337,32 @@ TEST_CASE("udev source: attaching and detaching a loop device send change", "[ud
   TempDir dir;
   testing::Udevd udevd(dir / "udevd.log");
   if (udevd.skip_reason()) SKIP_TEST(*udevd.skip_reason());
-  attach_and_detach_send_change(UeventSource::udev);
+  if (!have_libudev()) SKIP_TEST("built without libudev");
+  attach_and_detach_send_change(UeventSource::udev, Backend::libudev);
 }
 
 TEST_CASE("udev source: losetup -P sends add for each partition, parent set", "[udevd]") {
   TempDir dir;
   testing::Udevd udevd(dir / "udevd.log");
   if (udevd.skip_reason()) SKIP_TEST(*udevd.skip_reason());
-  partscan_sends_add_for_partitions(UeventSource::udev);
+  if (!have_libudev()) SKIP_TEST("built without libudev");
+  partscan_sends_add_for_partitions(UeventSource::udev, Backend::libudev);
 }
 
 TEST_CASE("udev source: remove written to a partition's uevent file arrives as remove", "[udevd]") {
   TempDir dir;
   testing::Udevd udevd(dir / "udevd.log");
   if (udevd.skip_reason()) SKIP_TEST(*udevd.skip_reason());
-  uevent_remove_arrives_as_remove(UeventSource::udev);
+  if (!have_libudev()) SKIP_TEST("built without libudev");
+  uevent_remove_arrives_as_remove(UeventSource::udev, Backend::libudev);
 }
 
 TEST_CASE("udev source: detaching a partitioned loop device removes its partitions", "[udevd]") {
   TempDir dir;
   testing::Udevd udevd(dir / "udevd.log");
   if (udevd.skip_reason()) SKIP_TEST(*udevd.skip_reason());
-  detach_removes_partitions(UeventSource::udev);
+  if (!have_libudev()) SKIP_TEST("built without libudev");
+  detach_removes_partitions(UeventSource::udev, Backend::libudev);
 }
 
 TEST_CASE("a monitor that cannot be opened throws UdevError naming the source and step", "[source]") {
@@ -352,11 +380,12 @@ TEST_CASE("a monitor that cannot be opened throws UdevError naming the source an
     }
     ~FdLimit() { setrlimit(RLIMIT_NOFILE, &saved); }
   };
+  FOR_EACH_BACKEND(backend);
   std::string message;
   {
     FdLimit limit;
     try {
-      BlockDevices monitor(UeventSource::kernel);
+      BlockDevices monitor(UeventSource::kernel, 0, backend);
     } catch (const UdevError& e) {
       message = e.what();
     }
@@ -364,6 +393,118 @@ TEST_CASE("a monitor that cannot be opened throws UdevError naming the source an
   INFO(message);
   CHECK(message.starts_with("udev monitor for source kernel: "));
   CHECK(message.find("Too many open files") != std::string::npos);
+}
+
+TEST_CASE("both backends enumerate the same devices with the same values", "[kernel][libudev]") {
+  if (!have_libudev()) SKIP_TEST("built without libudev: nothing to compare with");
+  TempDir dir;
+  testing::make_gpt_image(dir / "gpt.img");
+  LoopDevice loop(dir / "gpt.img", /*partscan=*/true);
+  // Others may attach or detach loop devices between the two scans: a
+  // device listed by one only, or changed between them, is tried again.
+  std::vector<KernelDevice> from_libudev, from_sysfs;
+  std::string differences;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    from_libudev = enumerate_block_devices_with(Backend::libudev);
+    from_sysfs = enumerate_block_devices_with(Backend::sysfs);
+    differences.clear();
+    for (const auto& a : from_libudev) {
+      const KernelDevice* b = find(from_sysfs, a.name);
+      if (!b || !(*b == a))
+        differences += a.name + " libudev: " + a.node + " " + a.syspath + " " + std::to_string(a.major) + ":" +
+                       std::to_string(a.minor) + " size=" + std::to_string(a.size_bytes) + " parent=" + a.parent +
+                       " removable=" + std::to_string(a.removable) + (b ? " sysfs: " + b->node + " " + b->syspath + " " +
+                       std::to_string(b->major) + ":" + std::to_string(b->minor) + " size=" +
+                       std::to_string(b->size_bytes) + " parent=" + b->parent + " removable=" +
+                       std::to_string(b->removable) : " sysfs: missing") + "\n";
+    }
+    for (const auto& b : from_sysfs)
+      if (!find(from_libudev, b.name)) differences += b.name + " listed by sysfs only\n";
+    if (differences.empty()) break;
+  }
+  INFO("differences:\n" << differences);
+  CHECK(differences.empty());
+  CHECK(from_libudev.size() == from_sysfs.size());
+  for (const std::string& name : {loop.name(), loop.name() + "p1", loop.name() + "p2"}) {
+    INFO(name);
+    CHECK(find(from_sysfs, name));
+  }
+  // Same order too: by syspath, a disk before its partitions.
+  std::vector<std::string> order_libudev, order_sysfs;
+  for (const auto& d : from_libudev) order_libudev.push_back(d.syspath);
+  for (const auto& d : from_sysfs) order_sysfs.push_back(d.syspath);
+  CHECK(std::is_sorted(order_sysfs.begin(), order_sysfs.end()));
+}
+
+namespace {
+// A netlink uevent socket of our own, to forge messages from.
+struct Forger {
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+  ~Forger() { if (fd >= 0) ::close(fd); }
+  // A well-formed block uevent, sent to `port` (unicast) or to `groups`.
+  void send(std::uint32_t port, std::uint32_t groups, const std::string& action, const std::string& devpath) {
+    std::string name = devpath.substr(devpath.rfind('/') + 1);
+    std::string text = action + "@" + devpath + '\0' + "ACTION=" + action + '\0' + "DEVPATH=" + devpath + '\0' +
+                       "SUBSYSTEM=block" + '\0' + "MAJOR=7" + '\0' + "MINOR=999" + '\0' + "DEVNAME=" + name + '\0' +
+                       "DEVTYPE=disk" + '\0' + "SEQNUM=1" + '\0';
+    sockaddr_nl to{};
+    to.nl_family = AF_NETLINK;
+    to.nl_pid = port;
+    to.nl_groups = groups;
+    REQUIRE(::sendto(fd, text.data(), text.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) ==
+            static_cast<ssize_t>(text.size()));
+  }
+};
+}  // namespace
+
+TEST_CASE("kernel source: uevents sent by a process, not the kernel, are dropped", "[kernel]") {
+  TempDir dir;
+  testing::make_image(dir / "disk.img", 1 << 20);
+  LoopDevice loop(dir / "disk.img");
+  FOR_EACH_BACKEND(backend);
+  BlockDevices monitor(UeventSource::kernel, 0, backend);
+  sockaddr_nl ours{};
+  socklen_t length = sizeof ours;
+  REQUIRE(::getsockname(monitor.fd(), reinterpret_cast<sockaddr*>(&ours), &length) == 0);
+  Forger forger;
+  REQUIRE(forger.fd >= 0);
+  // Unicast to our socket, naming our own loop device: only we receive it.
+  forger.send(ours.nl_pid, 0, "add", "/devices/virtual/block/" + loop.name());
+  // Multicast to the kernel's group: every listener gets it (udevd and
+  // libudev drop it for the sender's port, as we must), so it names a
+  // device that does not exist.
+  forger.send(0, 1, "add", "/devices/virtual/block/diskgate-forged0");
+  // Then a real one: once it is here, the forged ones have been read.
+  testing::write_file("/sys/block/" + loop.name() + "/uevent", "change");
+  std::vector<Uevent> seen;
+  auto real = wait_for(monitor, is(Action::change, loop.name()), seen);
+  INFO("events seen:\n" << describe(seen));
+  REQUIRE(real);
+  for (const auto& event : seen) {
+    CHECK(event.device.name != "diskgate-forged0");
+    CHECK_FALSE((event.action == Action::add && event.device.name == loop.name()));
+  }
+}
+
+TEST_CASE("backends refuse what they cannot do", "[source]") {
+  try {
+    BlockDevices monitor(UeventSource::udev, 0, Backend::sysfs);
+    FAIL("the sysfs backend accepted the udev source");
+  } catch (const UdevError& e) {
+    CHECK(std::string(e.what()).find("reads only the kernel's uevents") != std::string::npos);
+  }
+  CHECK(default_backend() == (have_libudev() ? Backend::libudev : Backend::sysfs));
+  if (!have_libudev()) {
+    for (UeventSource source : {UeventSource::udev, UeventSource::kernel}) {
+      try {
+        BlockDevices monitor(source, 0, Backend::libudev);
+        FAIL("a build without libudev opened a libudev monitor");
+      } catch (const UdevError& e) {
+        CHECK(std::string(e.what()).find("built without libudev") != std::string::npos);
+      }
+    }
+    CHECK_THROWS_WITH(enumerate_block_devices_with(Backend::libudev), Catch::Contains("built without libudev"));
+  }
 }
 
 }  // namespace diskgate::udev

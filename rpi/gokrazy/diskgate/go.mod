@@ -1,0 +1,3 @@
+module github.com/diskgate/gokrazy/diskgate
+
+go 1.19
