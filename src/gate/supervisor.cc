@@ -102,9 +102,16 @@ void Supervisor::report(const std::string& error) {
 
 // ---- A program left by an earlier run ----
 
-std::vector<os::ProcessInfo> Supervisor::leftovers() const {
+std::vector<os::ProcessInfo> Supervisor::leftovers() {
   if (!leftover_) return {};
-  std::vector<os::ProcessInfo> group = platform_.processes_in_group(leftover_->pid);
+  std::vector<os::ProcessInfo> group;
+  try {
+    group = platform_.processes_in_group(leftover_->pid);
+  } catch (const os::OsError& e) {
+    // Cannot look: assume it still runs rather than start a second one.
+    report(e.what());
+    return {*leftover_};
+  }
   // A leader with another start time means the pid (and so the group id)
   // was reused: that group is someone else's. Without its leader the group
   // is still ours: a group id is not reused while any member lives.
@@ -137,12 +144,7 @@ void Supervisor::reclaim(std::function<void(bool stopped)> done) {
     return;
   }
   reclaim_done_ = std::move(done);
-  std::vector<os::ProcessInfo> group;
-  try {
-    group = leftovers();
-  } catch (const os::OsError& e) {
-    report(e.what());
-  }
+  std::vector<os::ProcessInfo> group = leftovers();
   if (group.empty()) {
     finish_reclaim(true);
     return;
@@ -155,12 +157,7 @@ void Supervisor::reclaim(std::function<void(bool stopped)> done) {
 void Supervisor::reclaim_step(int signal_sent, Loop::Clock::time_point since) {
   reclaim_timer_ = loop_.after(reclaim_poll, [this, signal_sent, since] {
     reclaim_timer_.reset();
-    std::vector<os::ProcessInfo> group;
-    try {
-      group = leftovers();
-    } catch (const os::OsError& e) {
-      report(e.what());
-    }
+    std::vector<os::ProcessInfo> group = leftovers();
     if (group.empty()) {
       log(Level::notice, "gate: the earlier {} (pid {}) is gone", program_name(settings_.argv), leftover_->pid);
       finish_reclaim(true);

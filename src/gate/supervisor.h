@@ -103,8 +103,9 @@ class Supervisor {
   void report(const std::string& error);
   void write_record();
   void remove_record();
-  // One step of reclaim: the leftover group's live members.
-  std::vector<os::ProcessInfo> leftovers() const;
+  // The leftover group's live members (the leader alone, as a precaution,
+  // when /proc cannot be read).
+  std::vector<os::ProcessInfo> leftovers();
   // Signals the leftover group, then watches it go.
   void signal_leftover(int signal);
   void reclaim_step(int signal_sent, Loop::Clock::time_point since);
