@@ -30,39 +30,6 @@ using namespace diskgate;
 
 constexpr int usage_error = 2;
 
-// glibc keeps up to seven freed chunks of every small size per thread
-// (tcache). In a daemon handling a few events a second they buy nothing and
-// hold about 190 KB (bench/hotplug), and their number is a tunable glibc
-// reads only when a program starts: so diskgated sets it and starts itself
-// once more (same pid). The caller's GLIBC_TUNABLES is given back after, so
-// the gated program gets the environment diskgated was given.
-constexpr const char* tcache_off = "glibc.malloc.tcache_count=0";
-constexpr const char* saved_tunables = "DISKGATED_SAVED_GLIBC_TUNABLES";  // "-" (unset) or "=VALUE"
-
-// Puts GLIBC_TUNABLES back as `saved` says it was.
-void restore_tunables(const std::string& saved) {
-  if (saved.front() == '=')
-    ::setenv("GLIBC_TUNABLES", saved.c_str() + 1, 1);
-  else
-    ::unsetenv("GLIBC_TUNABLES");
-  ::unsetenv(saved_tunables);
-}
-
-void start_again_without_tcache(char** argv) {
-  if (const char* saved = std::getenv(saved_tunables); saved && *saved) {  // the second start
-    restore_tunables(saved);
-    return;
-  }
-  const char* tunables = std::getenv("GLIBC_TUNABLES");
-  std::string given = tunables ? tunables : "";
-  if (given.find("glibc.malloc.tcache_count") != std::string::npos) return;  // the caller chose
-  std::string saved = tunables ? "=" + given : "-";
-  ::setenv(saved_tunables, saved.c_str(), 1);
-  ::setenv("GLIBC_TUNABLES", (given.empty() ? given : given + ":").append(tcache_off).c_str(), 1);
-  ::execv("/proc/self/exe", argv);
-  restore_tunables(saved);  // no /proc: carry on with the caches
-}
-
 // SIGTERM/SIGINT end the loop cleanly, SIGHUP rescans: all through a signalfd
 // so that handlers run on the loop, not in signal context. The program the
 // gate starts gets a clean signal mask (os::SystemPlatform::spawn).
@@ -203,7 +170,6 @@ int run(daemon::DaemonConfig& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  start_again_without_tcache(argv);
   // Probe threads would each get a malloc arena of their own; one is plenty.
   mallopt(M_ARENA_MAX, 1);
   auto parsed = daemon::parse_config(std::vector<std::string>(argv + 1, argv + argc),

@@ -145,7 +145,8 @@ fi
 mapfile -t ENV_LINES <"$WORK/env.txt"
 mapfile -t FLAG_LINES <"$WORK/flags.txt"
 check "env.txt: gokrazy's with our UUID and target" \
-	"MNT_SOURCE=UUID=$BTRFS_UUID MNT_TARGET=$TG MNT_FSTYPE=btrfs" "${ENV_LINES[*]}"
+	"MNT_SOURCE=UUID=$BTRFS_UUID MNT_TARGET=$TG MNT_FSTYPE=btrfs GLIBC_TUNABLES=glibc.malloc.tcache_count=0" \
+	"${ENV_LINES[*]}"
 check "flags.txt starts with --" -- "${FLAG_LINES[0]}"
 
 # systemd's side of sd_notify: an abstract datagram socket, every message
