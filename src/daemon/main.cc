@@ -74,7 +74,7 @@ int run(daemon::DaemonConfig& config) {
     }
   }
   auto mode = udev::parse_source_mode(config.uevents);
-  // (A std::string: a bare "..." would pick the bool overload, "udevd runs".)
+  // (A std::string: for a bare "...", the bool overload would be the better match.)
   udev::UeventSource source = udev::choose_source(*mode, std::string("/run/udev/control"));
   log(Level::info, "starting: uevents from {} ({}), {}", udev::to_string(source), udev::to_string(udev::default_backend()),
       !DISKGATE_DBUS ? "no D-Bus (built without D-Bus)" : config.no_bus ? "no D-Bus" : "D-Bus " + config.bus);
@@ -115,8 +115,8 @@ int run(daemon::DaemonConfig& config) {
     }
   }
   if (bus) {
-    // The monitor's Service is replaced by the next attach_bus; it goes quiet
-    // by itself once its connection is closed.
+    // Every object on the bus is made again on each connection and dropped
+    // when it is lost (before the connection is closed).
     bus->serve(
         [&](sdbus::IConnection& connection) {
           monitor.attach_bus(connection);
