@@ -20,15 +20,12 @@
 #include <variant>
 #include <vector>
 
+#include "require.h"
 #include "daemon/config.h"
 #include "devices/spec.h"
 #include "gate/mount_options.h"
 
-namespace {
-void require(bool condition) {
-  if (!condition) std::abort();
-}
-}  // namespace
+using diskgate::fuzz::require;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace diskgate;

@@ -14,13 +14,12 @@
 #include <string>
 #include <string_view>
 
+#include "require.h"
 #include "udev/kernel_uevent.h"
 
 namespace {
 
-void require(bool condition) {
-  if (!condition) std::abort();
-}
+using diskgate::fuzz::require;
 
 bool escapes(std::string_view path) {
   return path.find("/../") != std::string_view::npos || path.starts_with("../") || path.ends_with("/..") ||

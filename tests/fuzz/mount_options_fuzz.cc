@@ -12,12 +12,11 @@
 #include <string_view>
 #include <variant>
 
+#include "require.h"
 #include "gate/mount_options.h"
 
 namespace {
-void require(bool condition) {
-  if (!condition) std::abort();
-}
+using diskgate::fuzz::require;
 constexpr unsigned long known_flags = MS_RDONLY | MS_NOATIME | MS_RELATIME | MS_STRICTATIME | MS_NODIRATIME |
                                       MS_NODEV | MS_NOSUID | MS_NOEXEC | MS_SYNCHRONOUS | MS_DIRSYNC |
                                       MS_LAZYTIME | MS_NOSYMFOLLOW | MS_I_VERSION;

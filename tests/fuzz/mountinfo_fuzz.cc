@@ -14,12 +14,11 @@
 
 #include <fmt/format.h>
 
+#include "require.h"
 #include "os/platform.h"
 
 namespace {
-void require(bool condition) {
-  if (!condition) std::abort();
-}
+using diskgate::fuzz::require;
 
 // fs/proc_namespace.c's mangle(), plus NUL-free: ' ', '\t', '\n', '\\'.
 std::string mangle(std::string_view field) {

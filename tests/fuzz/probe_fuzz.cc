@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "require.h"
 #include "probe/checksums.h"
 #include "probe/fat_common.h"
 #include "probe/format.h"
@@ -42,9 +43,7 @@ constexpr std::uint64_t kMaxDeviceSize = std::uint64_t{1} << 44;  // 16 TiB
 constexpr std::size_t kMaxRead = 4u << 20;                        // 4 MiB
 constexpr std::size_t kZeroSpan = 1u << 20;
 
-void require(bool condition) {
-  if (!condition) std::abort();
-}
+using diskgate::fuzz::require;
 
 // `head` then zeros up to `size`; never throws.
 class HeadSource : public Source {

@@ -8,13 +8,10 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "require.h"
 #include "gate/supervisor.h"
 
-namespace {
-void require(bool condition) {
-  if (!condition) std::abort();
-}
-}  // namespace
+using diskgate::fuzz::require;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace diskgate;

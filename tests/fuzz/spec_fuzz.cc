@@ -10,13 +10,10 @@
 #include <string_view>
 #include <variant>
 
+#include "require.h"
 #include "devices/spec.h"
 
-namespace {
-void require(bool condition) {
-  if (!condition) std::abort();
-}
-}  // namespace
+using diskgate::fuzz::require;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace diskgate::devices;

@@ -84,6 +84,12 @@ class Unlocker {
 class MountGuard {
  public:
   void add(const std::string& target) { targets_.push_back(target); }
+  // A new directory (0755) to mount on, unmounted when the guard goes.
+  std::string directory(const std::string& path) {
+    REQUIRE(mkdir(path.c_str(), 0755) == 0);
+    add(path);
+    return path;
+  }
   ~MountGuard() {
     for (auto it = targets_.rbegin(); it != targets_.rend(); ++it)
       for (int i = 0; i < 8 && umount2(it->c_str(), MNT_DETACH) == 0; ++i) {
@@ -285,9 +291,7 @@ TEST_CASE("lock_directory notes a filesystem without the immutable attribute") {
   TempDir tmp;
   MountGuard mounts;
   SystemPlatform platform;
-  const std::string ram = tmp / "ram";
-  REQUIRE(mkdir(ram.c_str(), 0755) == 0);
-  mounts.add(ram);
+  const std::string ram = mounts.directory(tmp / "ram");
   // ramfs has no FS_IOC_GETFLAGS at all.
   if (mount("none", ram.c_str(), "ramfs", 0, nullptr) != 0) SKIP_TEST(std::string("cannot mount ramfs: ") + std::strerror(errno));
   const std::string dir = ram + "/lock";
@@ -359,9 +363,7 @@ TEST_CASE("mount passes data and reports stacked mounts bottom to top") {
   Ext4 fs(tmp);
   MountGuard mounts;
   SystemPlatform platform;
-  const std::string dir = tmp / "mnt";
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  mounts.add(dir);
+  const std::string dir = mounts.directory(tmp / "mnt");
   platform.mount(fs.loop.node(), dir, "ext4", MS_RDONLY, "errors=remount-ro,commit=17");
   platform.mount("none", dir, "tmpfs", 0, "size=1m");
   auto entries = platform.mounts_at(dir);
@@ -384,9 +386,7 @@ TEST_CASE("mount errors name the device, target and fstype") {
   Ext4 fs(tmp);
   MountGuard mounts;
   SystemPlatform platform;
-  const std::string dir = tmp / "mnt";
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  mounts.add(dir);
+  const std::string dir = mounts.directory(tmp / "mnt");
 
   try {
     platform.mount(fs.loop.node(), dir, "nosuchfs", 0, "");
@@ -439,9 +439,7 @@ TEST_CASE("unmount: busy, lazy, and nothing mounted") {
   Ext4 fs(tmp);
   MountGuard mounts;
   SystemPlatform platform;
-  const std::string dir = tmp / "mnt";
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  mounts.add(dir);
+  const std::string dir = mounts.directory(tmp / "mnt");
 
   try {
     platform.unmount(dir, false);
@@ -667,9 +665,7 @@ TEST_CASE("mount goes through fsopen; inspect_mount of an ext4 gives blkid's UUI
   Ext4 fs(tmp);
   MountGuard mounts;
   SystemPlatform platform;
-  const std::string dir = tmp / "mnt";
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  mounts.add(dir);
+  const std::string dir = mounts.directory(tmp / "mnt");
 
   platform.mount(fs.loop.node(), dir, "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_LAZYTIME,
                  "commit=9");
@@ -709,9 +705,7 @@ TEST_CASE("a two-device btrfs RAID1 mounted with two device= options; inspect_mo
   Btrfs2 fs(tmp);
   MountGuard mounts;
   SystemPlatform platform;
-  const std::string dir = tmp / "mnt";
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  mounts.add(dir);
+  const std::string dir = mounts.directory(tmp / "mnt");
 
   // Forget what an earlier scan (udev's) may have registered: only the
   // device= options can make the second member known.
@@ -818,9 +812,7 @@ TEST_CASE("inspect_mount: a filesystem without a UUID gives \"\"; errors name th
     CHECK(e.error_number == ELOOP);
   }
   // ramfs has no UUID for FS_IOC_GETFSUUID (ENOTTY).
-  const std::string ram = tmp / "ram";
-  REQUIRE(mkdir(ram.c_str(), 0755) == 0);
-  mounts.add(ram);
+  const std::string ram = mounts.directory(tmp / "ram");
   platform.mount("none", ram, "ramfs", 0, "");
   MountedFilesystem inspected = platform.inspect_mount(ram);
   CHECK(inspected.uuid == "");
@@ -842,9 +834,7 @@ TEST_CASE("vfat: no kernel UUID, and give_root_to says why chown is refused", "[
   diskgate::testing::make_image(image, 16 << 20);
   diskgate::testing::run("mkfs.vfat '" + image + "' >/dev/null 2>&1");
   diskgate::testing::LoopDevice loop(image);
-  const std::string dir = tmp / "mnt";
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  mounts.add(dir);
+  const std::string dir = mounts.directory(tmp / "mnt");
   try {
     platform.mount(loop.node(), dir, "vfat", 0, "");
   } catch (const OsError& e) {
@@ -1196,9 +1186,7 @@ TEST_CASE("give_root_to chowns a mounted ext4's root, and the user can then writ
   SystemPlatform platform;
   // 65534 must be able to walk to the mount point.
   REQUIRE(chmod(tmp.path().c_str(), 0711) == 0);
-  const std::string dir = tmp / "mnt";
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  mounts.add(dir);
+  const std::string dir = mounts.directory(tmp / "mnt");
 
   // Nothing mounted: the bare mount point is never given away.
   try {
