@@ -6,7 +6,9 @@
 #   - tests/run-source-builds.sh: a build without libudev (our own uevent
 #     source) against the kernel-mode daemon and gate tests;
 #   - tests/run-static.sh: the fully static x86_64 binaries against the
-#     no-bus and gokrazy-configuration gate tests.
+#     no-bus and gokrazy-configuration gate tests;
+#   - tests/run-deb.sh: the amd64 .deb (rpi/make-deb), lintian, and the
+#     package installed, used, removed and purged on this machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +27,7 @@ passed=${ok:-0} failed=$(( ${fail:-0} + ${timeout:-0} )) skipped=${skipped:-0}
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 
 # Each further part ends with its own "N passed, N failed[, N skipped]".
-for part in tests/run-source-builds.sh tests/run-static.sh; do
+for part in tests/run-source-builds.sh tests/run-static.sh tests/run-deb.sh; do
   echo "=== $part"
   bash "$part" 2>&1 | tee build/part-output.txt
   part_status=${PIPESTATUS[0]}

@@ -13,6 +13,7 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/notify.h"
+#include "daemon/watchdog.h"
 #if DISKGATE_DBUS
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -157,11 +158,28 @@ int run(daemon::DaemonConfig& config) {
     }
   });
 
+  // systemd's WatchdogSec=: asked for once; the program we start must not
+  // see it (it is not the process systemd watches).
+  const char* watchdog_usec = std::getenv("WATCHDOG_USEC");
+  const char* watchdog_pid = std::getenv("WATCHDOG_PID");
+  auto watchdog = daemon::watchdog_interval(watchdog_usec ? std::optional<std::string_view>(watchdog_usec) : std::nullopt,
+                                            watchdog_pid ? std::optional<std::string_view>(watchdog_pid) : std::nullopt,
+                                            ::getpid());
+  if (watchdog_usec && !watchdog)
+    log(Level::warning, "WATCHDOG_USEC={} WATCHDOG_PID={}: not a watchdog request for this process; ignored",
+        watchdog_usec, watchdog_pid ? watchdog_pid : "(unset)");
+  ::unsetenv("WATCHDOG_USEC");
+  ::unsetenv("WATCHDOG_PID");
+
   monitor.start();
   if (gate) gate->update(monitor.map());
   daemon::notify("READY=1\nSTATUS=" + (gate ? status_line(gate->status(), gate->config())
                                           : fmt::format("watching {} block devices", monitor.map().all().size())));
   log(Level::info, "ready: {} block devices", monitor.map().all().size());
+  if (watchdog) {
+    log(Level::info, "watchdog: WATCHDOG=1 every {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog / 2).count());
+    daemon::keep_watchdog_fed(loop, *watchdog);
+  }
   int status = loop.run();
   ::close(signal_fd);
   return status;

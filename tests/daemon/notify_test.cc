@@ -2,6 +2,9 @@
 // them: a path and an abstract name, with SO_PASSCRED to check the sender.
 #include "daemon/notify.h"
 
+#include "daemon/event_loop.h"
+#include "daemon/watchdog.h"
+
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdlib>
@@ -15,6 +18,8 @@
 
 using diskgate::daemon::notify;
 using diskgate::daemon::notify_to;
+using diskgate::daemon::watchdog_interval;
+using std::chrono::microseconds;
 
 namespace {
 
@@ -132,4 +137,32 @@ TEST_CASE("notify: no descriptor is left open") {
   ::close(after);
   CHECK(after == before);  // the lowest free descriptor is the same: ours was closed
   CHECK(receiver.receive() == "READY=1");
+}
+
+TEST_CASE("watchdog: WATCHDOG_USEC and WATCHDOG_PID read as sd_watchdog_enabled reads them") {
+  CHECK(watchdog_interval("120000000", std::nullopt, 42) == microseconds(120000000));
+  CHECK(watchdog_interval("120000000", "42", 42) == microseconds(120000000));
+  CHECK(watchdog_interval(std::nullopt, "42", 42) == std::nullopt);      // not asked for
+  CHECK(watchdog_interval("120000000", "43", 42) == std::nullopt);       // for another process
+  CHECK(watchdog_interval("120000000", "42x", 42) == std::nullopt);
+  CHECK(watchdog_interval("120000000", "", 42) == std::nullopt);
+  for (const char* bad : {"", "0", "1", "-5", "+5", " 5", "5 ", "12s", "99999999999999999999999"})
+    CHECK(watchdog_interval(bad, std::nullopt, 42) == std::nullopt);
+}
+
+TEST_CASE("watchdog: the event loop sends WATCHDOG=1 every half interval, only while it runs") {
+  Receiver receiver(unique("@diskgate-watchdog-test-"));
+  Environment env(receiver.name);
+  diskgate::daemon::EventLoop loop;
+  diskgate::daemon::keep_watchdog_fed(loop, std::chrono::milliseconds(100));
+  CHECK(receiver.receive() == "WATCHDOG=1");  // at once, not only after the first period
+  // The real clock: 5 periods of 50 ms, of which at least 3 must show (generous).
+  loop.add_timer(std::chrono::milliseconds(260), [&] { loop.stop(0); });
+  loop.run();
+  int pings = 0;
+  while (!receiver.empty()) pings += receiver.receive() == "WATCHDOG=1";
+  CHECK(pings >= 3);
+  CHECK(pings <= 6);
+  // A loop that does not run (stuck) sends nothing.
+  CHECK(receiver.empty());
 }

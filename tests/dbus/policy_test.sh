@@ -3,7 +3,10 @@
 # up as Debian's system.conf is (method calls and ownership denied unless a
 # policy opens them), with diskgated serving on it as root.
 #
-#   tests/dbus/policy_test.sh DISKGATED
+#   tests/dbus/policy_test.sh DISKGATED [POLICY]
+#
+# POLICY: the policy file to test (default: dbus/org.diskgate1.conf; the
+# install test passes the installed one).
 #
 # Checks, as nobody (uid 65534): every read (Resolve, ResolveAll,
 # ListDevices, GetFilesystem, Properties Get/GetAll on the Manager, a Device
@@ -18,12 +21,12 @@ set -u -o pipefail
 # shellcheck source=../lib/checks.sh
 source "$(dirname "$(readlink -f "$0")")/../lib/checks.sh"
 
-if [[ $# -ne 1 ]]; then
-	echo "usage: $0 DISKGATED" >&2
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+	echo "usage: $0 DISKGATED [POLICY]" >&2
 	exit 2
 fi
 DISKGATED=$(readlink -f "$1")
-POLICY=$(readlink -f "$(dirname "$(readlink -f "$0")")/../../dbus/org.diskgate1.conf")
+POLICY=$(readlink -f "${2:-$(dirname "$(readlink -f "$0")")/../../dbus/org.diskgate1.conf}")
 TIMEOUT=15
 
 need_root "diskgated serves as root; the calls are made as nobody"
