@@ -45,6 +45,14 @@ for arch in "${archs[@]}"; do
 	if [[ $arch == "$(dpkg --print-architecture)" ]]; then
 		bash tests/install/deb_test.sh "$deb"
 		result "dpkg -i, use, remove, purge" $?
+	else
+		# The packaged arm64 diskgatectl, unpacked, under qemu: probes a
+		# fixture as the native build does.
+		rm -rf "build/deb-$arch" && dpkg-deb -x "$deb" "build/deb-$arch"
+		image=build/deb-probe.img
+		gzip -dc fixtures/images/ext4-4k.img.gz >"$image"
+		[[ $(qemu-aarch64-static "build/deb-$arch/usr/bin/diskgatectl" probe "$image" 2>&1) == "$(build/src/diskgatectl probe "$image")" ]]
+		result "the packaged $arch diskgatectl probes as the native one (qemu)" $?
 	fi
 done
 
