@@ -178,27 +178,26 @@ else
 	echo "# activation not tried: diskgated needs root"
 fi
 
-# ---- the installed bus policy ----
-bash "$root/tests/dbus/policy_test.sh" "$BUILD/src/diskgated" "$DEST$datadir/dbus-1/system.d/org.diskgate1.conf" >"$WORK/policy.log" 2>&1
-case $? in
-0) ok "the installed bus policy passes tests/dbus/policy_test.sh ($(grep -c '^ok' "$WORK/policy.log") checks)" ;;
-77) echo "# policy test skipped: $(grep -m1 SKIP "$WORK/policy.log")" ;;
-*)
-	not_ok "the installed bus policy passes tests/dbus/policy_test.sh"
-	grep '^not ok' "$WORK/policy.log"
-	;;
-esac
-
-# ---- the unit's capabilities suffice for the gate, and bind ----
-bash "$here/unit_capabilities_test.sh" "$DEST$unit" "$BUILD/src/diskgated" >"$WORK/caps.log" 2>&1
-case $? in
-0) ok "the gate works under the unit's CapabilityBoundingSet and NoNewPrivileges (unit_capabilities_test.sh, $(grep -c '^ok' "$WORK/caps.log") checks)" ;;
-77) echo "# capabilities test skipped: $(grep -m1 SKIP "$WORK/caps.log")" ;;
-*)
-	not_ok "the gate works under the unit's CapabilityBoundingSet and NoNewPrivileges"
-	grep '^not ok' "$WORK/caps.log"
-	;;
-esac
+# sub_test DESCRIPTION SCRIPT ARGS...: another test script as one check
+# (its own checks counted; a skip is said, not counted).
+sub_test() {
+	local what=$1 script=$2 log
+	shift 2
+	log=$WORK/$(basename "$script" .sh).log
+	bash "$script" "$@" >"$log" 2>&1
+	case $? in
+	0) ok "$what ($(basename "$script"): $(grep -c '^ok' "$log") checks)" ;;
+	77) echo "# $(basename "$script") skipped: $(grep -m1 SKIP "$log")" ;;
+	*)
+		not_ok "$what ($(basename "$script"))"
+		grep '^not ok' "$log"
+		;;
+	esac
+}
+sub_test "the installed bus policy holds" "$root/tests/dbus/policy_test.sh" \
+	"$BUILD/src/diskgated" "$DEST$datadir/dbus-1/system.d/org.diskgate1.conf"
+sub_test "the gate works under the unit's CapabilityBoundingSet and NoNewPrivileges" \
+	"$here/unit_capabilities_test.sh" "$DEST$unit" "$BUILD/src/diskgated"
 
 echo "# $PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
