@@ -4,6 +4,7 @@
 //   bench-hotplug attach  --target diskgate|udisks --bus ADDR --image IMG --uuid U [--cycles N] [--close]
 //   bench-hotplug resolve --target diskgate|udisks --bus ADDR --uuid U [--calls N] [--runs R]
 //   bench-hotplug wait    --target diskgate|udisks --bus ADDR --uuid U... [--timeout S]
+//   bench-hotplug list    --target diskgate|udisks --bus ADDR [--runs R]
 //
 // attach: N cycles of attaching IMG to a free loop device with the ioctls
 // themselves (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, timestamped just before),
@@ -15,13 +16,18 @@
 // --close closes the loop device right after attaching it, as losetup does
 // (which, through inotify, makes udevd and diskgated probe it once more).
 //
-// wait: until every U resolves (the service has identified those devices).
+// wait: until every U resolves (the service has identified those devices);
+// for diskgate a U with '=' is a whole spec (UUID_SUB=... of a btrfs member).
 //
 // resolve: N synchronous calls from one connection: diskgate
 // Manager.Resolve("UUID=U"), udisks Manager.ResolveDevice({uuid: U}, {}).
 // Done R times (default 5); the run with the most calls/s is reported (best
 // of R, as bench/probe does), so that load from elsewhere on the machine
 // does not decide; every run's calls/s is printed too.
+//
+// list: how long the whole map takes to fetch: GetManagedObjects (diskgate
+// /org/diskgate1, udisks /org/freedesktop/UDisks2), and diskgate's
+// ListDevices; the fastest of R calls and their median.
 //
 // To tell the kernel's share from the service's, the bench also listens to
 // kernel uevents itself and reports when the loop device's first "change"
@@ -391,7 +397,10 @@ class Resolver {
     if (target_ == Target::diskgate) {
       std::string node;
       try {
-        proxy_->callMethod("Resolve").onInterface("org.diskgate1.Manager").withArguments("UUID=" + uuid).storeResultsTo(node);
+        // A bare UUID, or a whole spec (UUID_SUB=... for a btrfs member:
+        // a btrfs UUID names several devices, which Resolve refuses).
+        std::string spec = uuid.find('=') == std::string::npos ? "UUID=" + uuid : uuid;
+        proxy_->callMethod("Resolve").onInterface("org.diskgate1.Manager").withArguments(spec).storeResultsTo(node);
       } catch (const sdbus::Error& e) {
         if (e.getName() == "org.diskgate1.Error.NotFound") return false;
         throw;
@@ -472,8 +481,47 @@ int run_wait(const Options& options) {
   return 0;
 }
 
+// The fastest and the median of `runs` timed calls of `call`, in ms.
+template <typename Call>
+std::pair<double, double> time_calls(int runs, Call call) {
+  std::vector<double> ms;
+  for (int run = 0; run < runs && !interrupted; ++run) {
+    auto start = Clock::now();
+    call();
+    ms.push_back(ms_since(start, Clock::now()));
+  }
+  std::sort(ms.begin(), ms.end());
+  return {ms.front(), ms[ms.size() / 2]};
+}
+
+int run_list(const Options& options) {
+  auto connection = connect(options);
+  bool diskgate = options.target == Target::diskgate;
+  auto root = sdbus::createProxy(*connection, diskgate ? "org.diskgate1" : "org.freedesktop.UDisks2",
+                                 diskgate ? "/org/diskgate1" : "/org/freedesktop/UDisks2");
+  std::size_t objects = 0;
+  auto [managed_best, managed_median] = time_calls(options.runs, [&] {
+    std::map<sdbus::ObjectPath, std::map<std::string, Dict>> all;
+    root->callMethod("GetManagedObjects").onInterface("org.freedesktop.DBus.ObjectManager").storeResultsTo(all);
+    objects = all.size();
+  });
+  std::string list;
+  if (diskgate) {
+    std::size_t devices = 0;
+    auto [best, median] = time_calls(options.runs, [&] {
+      std::vector<Dict> all;
+      root->callMethod("ListDevices").onInterface("org.diskgate1.Manager").storeResultsTo(all);
+      devices = all.size();
+    });
+    list = fmt::format(" list_devices={} list_best_ms={:.2f} list_median_ms={:.2f}", devices, best, median);
+  }
+  fmt::print("RESULT list target={} objects={} managed_best_ms={:.2f} managed_median_ms={:.2f}{}\n",
+             target_name(options.target), objects, managed_best, managed_median, list);
+  return 0;
+}
+
 void usage() {
-  std::cerr << "usage: bench-hotplug attach|resolve|wait --target diskgate|udisks --bus ADDRESS|system\n"
+  std::cerr << "usage: bench-hotplug attach|resolve|wait|list --target diskgate|udisks --bus ADDRESS|system\n"
                "         [--image IMG] [--uuid U]... [--cycles N] [--calls N] [--runs R] [--timeout S] [--close]\n";
 }
 
@@ -502,7 +550,8 @@ Options parse(int argc, char** argv) {
     else if (arg == "--close") options.close_after_attach = true;
     else throw std::invalid_argument("unknown argument " + arg);
   }
-  if (options.bus.empty() || options.uuids.empty()) throw std::invalid_argument("--bus and --uuid are needed");
+  if (options.bus.empty()) throw std::invalid_argument("--bus is needed");
+  if (options.uuids.empty() && options.command != "list") throw std::invalid_argument("--uuid is needed");
   if (options.command == "attach" && options.image.empty()) throw std::invalid_argument("attach needs --image");
   return options;
 }
@@ -526,6 +575,7 @@ int main(int argc, char** argv) {
     if (options.command == "attach") return run_attach(options);
     if (options.command == "resolve") return run_resolve(options);
     if (options.command == "wait") return run_wait(options);
+    if (options.command == "list") return run_list(options);
     usage();
     return 2;
   } catch (const sdbus::Error& e) {
