@@ -138,6 +138,7 @@ void DeviceMap::upsert(const KernelDevice& kernel, bool media_changed, std::vect
   if (it == devices_.end()) {
     Entry& entry = devices_[kernel.name];
     entry.device.kernel = kernel;
+    index_node(kernel.name, kernel.node);
     reset_identity(entry);
     out.emplace_back(DeviceAdded{kernel.name});
     if (entry.pending) out.emplace_back(NeedsProbe{kernel.name, *entry.pending});
@@ -153,6 +154,10 @@ void DeviceMap::upsert(const KernelDevice& kernel, bool media_changed, std::vect
       kernel.major != old.major || kernel.minor != old.minor || kernel.size_bytes != old.size_bytes;
   if (!contents_gone && !media_changed && kernel == old) return;  // a duplicate
   bool facts_changed = kernel != old;
+  if (kernel.node != old.node) {
+    unindex_node(kernel.name, old.node);
+    index_node(kernel.name, kernel.node);
+  }
   if (contents_gone) {
     unindex(kernel.name, entry.device);
     entry.device.kernel = kernel;
@@ -171,6 +176,7 @@ void DeviceMap::remove(const std::string& name, std::vector<Change>& out) {
   if (it == devices_.end()) return;
   unindex(name, it->second.device);
   std::string node = it->second.device.kernel.node;
+  unindex_node(name, node);
   devices_.erase(it);
   out.emplace_back(DeviceRemoved{name, std::move(node)});
 }
@@ -238,9 +244,21 @@ void DeviceMap::unindex(const std::string& name, const Device& device) {
   }
 }
 
+void DeviceMap::index_node(const std::string& name, const std::string& node) { nodes_.emplace(node, name); }
+
+void DeviceMap::unindex_node(const std::string& name, const std::string& node) {
+  auto [first, last] = nodes_.equal_range(node);
+  for (auto it = first; it != last; ++it)
+    if (it->second == name) {
+      nodes_.erase(it);
+      return;
+    }
+}
+
 // ---- Filesystems ----
 
 FilesystemView DeviceMap::view(const std::set<std::string>& names) const {
+  ++views_built_;
   std::vector<Member> members;
   std::vector<const Device*> plain;  // same UUID, not btrfs members; by name
   for (const std::string& name : names) {
@@ -364,9 +382,8 @@ const Device* DeviceMap::find(std::string_view name) const {
 }
 
 const Device* DeviceMap::find_node(std::string_view node) const {
-  for (const auto& [name, entry] : devices_)
-    if (entry.device.kernel.node == node) return &entry.device;
-  return nullptr;
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? nullptr : find(it->second);
 }
 
 std::vector<const Device*> DeviceMap::all() const {
@@ -413,10 +430,11 @@ Resolution DeviceMap::resolve(const Spec& spec) const {
       add(key_uuid);
       add(key_partuuid);
       break;
-    case SpecKind::path:
-      for (const auto& [name, entry] : devices_)
-        if (entry.device.kernel.node == spec.value) names.insert(name);
+    case SpecKind::path: {
+      auto [first, last] = nodes_.equal_range(spec.value);
+      for (auto it = first; it != last; ++it) names.insert(it->second);
       break;
+    }
   }
 
   Resolution resolution;

@@ -182,6 +182,9 @@ class DeviceMap {
   std::vector<FilesystemView> filesystems() const;                         // by folded uuid
   // The token of the probe the map waits for, if any.
   std::optional<std::uint64_t> pending_probe(std::string_view name) const;
+  // How many filesystem views were computed so far (queries included): the
+  // work an event costs, for the tests that keep it constant as the map grows.
+  std::uint64_t views_built() const { return views_built_; }
 
  private:
   struct Entry {
@@ -198,18 +201,22 @@ class DeviceMap {
   void reset_identity(Entry& entry);
   void index(const std::string& name, const Device& device);
   void unindex(const std::string& name, const Device& device);
+  void index_node(const std::string& name, const std::string& node);
+  void unindex_node(const std::string& name, const std::string& node);
   const std::set<std::string>* lookup(Key key, std::string_view value) const;
   FilesystemView view(const std::set<std::string>& names) const;
   void report_filesystems(std::vector<Change>& out);
 
   std::map<std::string, Entry, std::less<>> devices_;
   Index index_[key_count];
+  std::multimap<std::string, std::string, std::less<>> nodes_;  // node -> name (a node is rarely shared)
   std::map<std::string, std::string> complete_;  // folded uuid -> uuid as reported
   // Folded UUIDs whose members changed since the last report: only their
   // completeness can have changed (a probe result that changes nothing costs
   // nothing, whatever the number of filesystems).
   std::set<std::string> dirty_;
   std::uint64_t next_token_ = 1;
+  mutable std::uint64_t views_built_ = 0;
 };
 
 }  // namespace diskgate::devices

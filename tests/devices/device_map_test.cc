@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "devices/builders.h"
 
 namespace diskgate::devices {
@@ -856,6 +858,63 @@ TEST_CASE("changes print readably") {
   std::ostringstream out;
   out << Change{NeedsProbe{"sda", 7}} << ' ' << Change{DeviceRemoved{"sda", "/dev/sda"}};
   CHECK(out.str() == "NeedsProbe{sda, 7} DeviceRemoved{sda, /dev/sda}");
+}
+
+// ---- Cost per event ----
+
+// A map of `n` identified vfat devices and one two-member btrfs.
+DeviceMap map_of(int n) {
+  DeviceMap map;
+  for (int i = 0; i < n; ++i)
+    add(map, kdev("loop" + std::to_string(i), 7, static_cast<unsigned>(i)),
+        filesystem("vfat", fmt::format("BE00-{:04X}", i)));
+  add(map, kdev("sda", 8, 0), btrfs(fsid, sub1, 1, 2));
+  add(map, kdev("sdb", 8, 16), btrfs(fsid, sub2, 2, 2));
+  return map;
+}
+
+// The views an event (or query) computes: the filesystem it touches only.
+template <typename Act>
+std::uint64_t views_for(DeviceMap& map, Act act) {
+  std::uint64_t before = map.views_built();
+  act(map);
+  return map.views_built() - before;
+}
+
+TEST_CASE("an event computes the views of the filesystems it touches, however many devices the map holds") {
+  for (int n : {64, 4096}) {
+    INFO("devices: " << n);
+    DeviceMap map = map_of(n);
+    // A new device, probed: its own filesystem's view, once per apply().
+    CHECK(views_for(map, [](DeviceMap& m) { add(m, kdev("sdc", 8, 32), filesystem("ext4", ext_uuid)); }) == 1);
+    // A change that finds the same contents: nothing to recompute.
+    CHECK(views_for(map, [](DeviceMap& m) {
+            Changes changes = m.apply(Upsert{kdev("sdc", 8, 32), true});
+            m.apply(Identified{"sdc", filesystem("ext4", ext_uuid), *token_in(changes, "sdc")});
+          }) == 0);
+    // A btrfs member leaves: that filesystem only.
+    CHECK(views_for(map, [](DeviceMap& m) { m.apply(Removed{"sdb"}); }) == 1);
+    // Resolving by UUID, label or node computes no view.
+    CHECK(views_for(map, [](DeviceMap& m) {
+            CHECK(names(resolve(m, "UUID=BE00-0010")) == Names{"loop16"});
+            CHECK(names(resolve(m, "/dev/loop17")) == Names{"loop17"});
+            CHECK(m.find_node("/dev/sdc")->kernel.name == "sdc");
+          }) == 0);
+  }
+}
+
+TEST_CASE("the node index follows a device renamed by the kernel, and removal") {
+  DeviceMap map;
+  add(map, kdev("sdc", 8, 32), filesystem("ext4", ext_uuid));
+  KernelDevice moved = kdev("sdc", 8, 32);
+  moved.node = "/dev/backup";
+  map.apply(Upsert{moved});
+  CHECK(map.find_node("/dev/sdc") == nullptr);
+  REQUIRE(map.find_node("/dev/backup") != nullptr);
+  CHECK(names(resolve(map, "/dev/backup")) == Names{"sdc"});
+  map.apply(Removed{"sdc"});
+  CHECK(map.find_node("/dev/backup") == nullptr);
+  CHECK(resolve(map, "/dev/backup").devices.empty());
 }
 
 }  // namespace
