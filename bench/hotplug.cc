@@ -243,7 +243,10 @@ class Watch {
     uuid_ = lower(uuid);
     identified_.reset();
     emptied_ = false;
+    seen_.clear();
   }
+  // The signals about the node since expect(), for a report of a lost one.
+  const std::string& seen() const { return seen_; }
   const std::optional<Clock::time_point>& identified() const { return identified_; }
   bool emptied() const { return emptied_; }
 
@@ -270,6 +273,7 @@ class Watch {
     message >> device;
     if (text(device, "Node") != node_) return;
     std::string state = text(device, "State");
+    seen_ += fmt::format(" {}({}{}{})", member, state, text(device, "Error").empty() ? "" : " ", text(device, "Error"));
     if (state == "identified" && lower(text(device, "Uuid")) == uuid_) {
       if (!identified_) identified_ = Clock::now();
     } else if (state == "unreadable" && text(device, "Error") == "no medium") {
@@ -312,6 +316,7 @@ class Watch {
   std::string node_, name_, uuid_;
   std::optional<Clock::time_point> identified_;
   bool emptied_ = false;
+  std::string seen_;
 };
 
 struct Stats {
@@ -358,8 +363,9 @@ int run_attach(const Options& options) {
         if (uevents.seen()) kernel.push_back(ms_since(started, *uevents.seen()));
       } else {
         ++timeouts;
-        std::cerr << fmt::format("bench-hotplug: cycle {}: no signal carried {} for {} within {:g} s\n", cycle,
-                                 options.uuids.at(0), loop.node(), options.timeout);
+        std::cerr << fmt::format("bench-hotplug: cycle {}: no signal carried {} for {} within {:g} s (seen:{})\n",
+                                 cycle, options.uuids.at(0), loop.node(), options.timeout,
+                                 watch.seen().empty() ? " nothing" : watch.seen());
       }
       loop.detach();
     }
