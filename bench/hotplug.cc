@@ -363,9 +363,11 @@ int run_attach(const Options& options) {
         if (uevents.seen()) kernel.push_back(ms_since(started, *uevents.seen()));
       } else {
         ++timeouts;
-        std::cerr << fmt::format("bench-hotplug: cycle {}: no signal carried {} for {} within {:g} s (seen:{})\n",
-                                 cycle, options.uuids.at(0), loop.node(), options.timeout,
-                                 watch.seen().empty() ? " nothing" : watch.seen());
+        std::cerr << fmt::format(
+            "bench-hotplug: cycle {}: no signal carried {} for {} within {:g} s (seen:{}; the kernel's change "
+            "uevent {})\n",
+            cycle, options.uuids.at(0), loop.node(), options.timeout, watch.seen().empty() ? " nothing" : watch.seen(),
+            uevents.seen() ? fmt::format("came after {:.3f} ms", ms_since(started, *uevents.seen())) : "did not come");
       }
       loop.detach();
     }
