@@ -8,7 +8,6 @@
 
 #include "dbus/object_path.h"
 #include "org.diskgate1.Device.adaptor.h"
-#include "org.diskgate1.Manager.adaptor.h"
 
 namespace diskgate::dbus {
 
@@ -79,31 +78,44 @@ void report_failures(const std::function<void()>& action) {
   }
 }
 
-Dict device_dict(const devices::Device& device) {
+namespace {
+// One "{sv}" entry of an a{sv} being written.
+template <typename Value>
+void entry(sdbus::Message& message, const char* key, const Value& value) {
+  message.openDictEntry("sv");
+  message << key;
+  message.openVariant(sdbus::signature_of<Value>::str());
+  message << value;
+  message.closeVariant();
+  message.closeDictEntry();
+}
+}  // namespace
+
+void append_device(sdbus::Message& message, const devices::Device& device) {
   const devices::KernelDevice& k = device.kernel;
   const devices::Identity& id = device.identity;
   const probe::BtrfsMember* member = devices::btrfs_member(device);
-  Dict dict;
-  dict["Name"] = k.name;
-  dict["Node"] = k.node;
-  dict["SysPath"] = k.syspath;
-  dict["Major"] = static_cast<std::uint32_t>(k.major);
-  dict["Minor"] = static_cast<std::uint32_t>(k.minor);
-  dict["Size"] = static_cast<std::uint64_t>(k.size_bytes);
-  dict["Parent"] = k.parent;
-  dict["Removable"] = k.removable;
-  dict["State"] = state_name(id.state);
-  dict["Error"] = id.error;
-  dict["Type"] = probe::tag_value(id.tags, "TYPE");
-  dict["Uuid"] = probe::tag_value(id.tags, "UUID");
-  dict["UuidSub"] = probe::tag_value(id.tags, "UUID_SUB");
-  dict["Label"] = probe::tag_value(id.tags, "LABEL");
-  dict["PartUuid"] = probe::tag_value(id.tags, "PARTUUID");
-  dict["PartLabel"] = probe::tag_value(id.tags, "PARTLABEL");
-  dict["Tags"] = tag_map(device);
-  dict["BtrfsDevid"] = static_cast<std::uint64_t>(member ? member->devid : 0);
-  dict["BtrfsDevices"] = static_cast<std::uint64_t>(member ? member->num_devices : 0);
-  return dict;
+  message.openContainer("{sv}");
+  entry(message, "Name", k.name);
+  entry(message, "Node", k.node);
+  entry(message, "SysPath", k.syspath);
+  entry(message, "Major", static_cast<std::uint32_t>(k.major));
+  entry(message, "Minor", static_cast<std::uint32_t>(k.minor));
+  entry(message, "Size", static_cast<std::uint64_t>(k.size_bytes));
+  entry(message, "Parent", k.parent);
+  entry(message, "Removable", k.removable);
+  entry(message, "State", state_name(id.state));
+  entry(message, "Error", id.error);
+  entry(message, "Type", probe::tag_value(id.tags, "TYPE"));
+  entry(message, "Uuid", probe::tag_value(id.tags, "UUID"));
+  entry(message, "UuidSub", probe::tag_value(id.tags, "UUID_SUB"));
+  entry(message, "Label", probe::tag_value(id.tags, "LABEL"));
+  entry(message, "PartUuid", probe::tag_value(id.tags, "PARTUUID"));
+  entry(message, "PartLabel", probe::tag_value(id.tags, "PARTLABEL"));
+  entry(message, "Tags", tag_map(device));
+  entry(message, "BtrfsDevid", static_cast<std::uint64_t>(member ? member->devid : 0));
+  entry(message, "BtrfsDevices", static_cast<std::uint64_t>(member ? member->num_devices : 0));
+  message.closeContainer();
 }
 
 Dict filesystem_dict(const devices::FilesystemView& view) {
@@ -124,12 +136,45 @@ Dict filesystem_dict(const devices::FilesystemView& view) {
   return dict;
 }
 
-class Service::Manager final
-    : public sdbus::AdaptorInterfaces<org::diskgate1::Manager_adaptor, sdbus::ObjectManager_adaptor> {
+// org.diskgate1.Manager, registered by hand rather than through the
+// adaptor sdbus-c++-xml2cpp generates from dbus/org.diskgate1.Manager.xml
+// (the contract; the daemon tests call every member): that adaptor takes
+// a device as std::map<std::string, sdbus::Variant>, and every Variant is a
+// D-Bus message of its own, 19 a device. ListDevices and the DeviceAdded
+// and DeviceChanged signals write their a{sv} straight into the message.
+class Service::Manager final : public sdbus::AdaptorInterfaces<sdbus::ObjectManager_adaptor> {
  public:
+  static constexpr const char* interface = "org.diskgate1.Manager";
+
   Manager(sdbus::IConnection& connection, const devices::DeviceMap& map, Service::Rescan rescan)
       : AdaptorInterfaces(connection, manager_path), map_(map), rescan_(std::move(rescan)) {
+    sdbus::IObject& object = getObject();
+    object.registerMethod("Resolve").onInterface(interface).withInputParamNames("spec").withOutputParamNames("device")
+        .implementedAs([this](const std::string& spec) { return Resolve(spec); });
+    object.registerMethod("ResolveAll").onInterface(interface).withInputParamNames("spec")
+        .withOutputParamNames("devices").implementedAs([this](const std::string& spec) { return ResolveAll(spec); });
+    object.registerMethod(interface, "ListDevices", "", {}, "aa{sv}", {"devices"},
+                          [this](sdbus::MethodCall call) { ListDevices(std::move(call)); });
+    object.registerMethod("GetFilesystem").onInterface(interface).withInputParamNames("uuid")
+        .withOutputParamNames("filesystem").implementedAs([this](const std::string& uuid) { return GetFilesystem(uuid); });
+    object.registerMethod("Rescan").onInterface(interface)
+        .implementedAs([this](sdbus::Result<>&& result) { Rescan(std::move(result)); });
+    object.registerSignal(interface, "DeviceAdded", "a{sv}", {"device"});
+    object.registerSignal(interface, "DeviceChanged", "a{sv}", {"device"});
+    object.registerSignal("DeviceRemoved").onInterface(interface).withParameters<std::string>("device");
+    object.registerSignal("FilesystemComplete").onInterface(interface).withParameters<std::string>("uuid");
+    object.registerSignal("FilesystemIncomplete").onInterface(interface).withParameters<std::string>("uuid");
     registerAdaptor();
+  }
+
+  // DeviceAdded or DeviceChanged of `device`.
+  void emit_device(const char* name, const devices::Device& device) {
+    sdbus::Signal signal = getObject().createSignal(interface, name);
+    append_device(signal, device);
+    getObject().emitSignal(signal);
+  }
+  void emit(const char* name, const std::string& text) {
+    getObject().emitSignal(name).onInterface(interface).withArguments(text);
   }
   ~Manager() noexcept {
     while (!pending_replies_.empty())
@@ -141,7 +186,7 @@ class Service::Manager final
   }
 
  private:
-  std::string Resolve(const std::string& spec) override {
+  std::string Resolve(const std::string& spec) {
     auto resolution = map_.resolve(checked_spec(spec));
     if (resolution.devices.empty()) throw sdbus::Error(error_not_found, fmt::format("no device matches {}", spec));
     if (resolution.devices.size() > 1)
@@ -149,21 +194,25 @@ class Service::Manager final
                                                 resolution.devices.size(), fmt::join(nodes_of(resolution), ", ")));
     return resolution.devices.front()->kernel.node;
   }
-  std::vector<std::string> ResolveAll(const std::string& spec) override {
+  std::vector<std::string> ResolveAll(const std::string& spec) {
     return nodes_of(map_.resolve(checked_spec(spec)));
   }
-  std::vector<Dict> ListDevices() override {
-    std::vector<Dict> list;
-    for (const devices::Device* device : map_.all()) list.push_back(device_dict(*device));
-    return list;
+  void ListDevices(sdbus::MethodCall call) {
+    report_failures([&] {
+      sdbus::MethodReply reply = call.createReply();
+      reply.openContainer("a{sv}");
+      for (const devices::Device* device : map_.all()) append_device(reply, *device);
+      reply.closeContainer();
+      reply.send();
+    });
   }
-  Dict GetFilesystem(const std::string& uuid) override {
+  Dict GetFilesystem(const std::string& uuid) {
     if (uuid.empty()) throw sdbus::Error(invalid_args, "GetFilesystem: the uuid is empty");
     auto view = map_.filesystem(uuid);
     if (!view) throw sdbus::Error(error_not_found, fmt::format("no filesystem has UUID {}", uuid));
     return filesystem_dict(*view);
   }
-  void Rescan(sdbus::Result<>&& result) override {
+  void Rescan(sdbus::Result<>&& result) {
     // Answered when the scan is done, so a client calling in a loop waits
     // for each scan instead of flooding the loop with calls. The pending
     // reply stays here: it refers to the connection, and this object goes
@@ -264,13 +313,12 @@ void Service::drop() noexcept {
   manager_.reset();
 }
 
-Dict Service::refresh(const devices::Device& device) {
+void Service::refresh(const devices::Device& device) {
   // (No empty entry is left behind when creating the object throws.)
   if (auto it = objects_.find(device.kernel.name); it != objects_.end())
     it->second->changed();
   else
     objects_.emplace(device.kernel.name, std::make_unique<DeviceObject>(connection_, map_, device.kernel.name));
-  return device_dict(device);
 }
 
 void Service::publish(const std::vector<devices::Change>& changes) {
@@ -292,16 +340,22 @@ void Service::publish(const std::vector<devices::Change>& changes) {
 
 void Service::publish_one(const devices::Change& change) {
   if (auto* added = std::get_if<devices::DeviceAdded>(&change)) {
-    if (const devices::Device* device = map_.find(added->name)) manager_->emitDeviceAdded(refresh(*device));
+    if (const devices::Device* device = map_.find(added->name)) {
+      refresh(*device);
+      manager_->emit_device("DeviceAdded", *device);
+    }
   } else if (auto* changed = std::get_if<devices::DeviceChanged>(&change)) {
-    if (const devices::Device* device = map_.find(changed->name)) manager_->emitDeviceChanged(refresh(*device));
+    if (const devices::Device* device = map_.find(changed->name)) {
+      refresh(*device);
+      manager_->emit_device("DeviceChanged", *device);
+    }
   } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change)) {
     objects_.erase(removed->name);
-    manager_->emitDeviceRemoved(removed->node);
+    manager_->emit("DeviceRemoved", removed->node);
   } else if (auto* complete = std::get_if<devices::FilesystemComplete>(&change)) {
-    manager_->emitFilesystemComplete(complete->uuid);
+    manager_->emit("FilesystemComplete", complete->uuid);
   } else if (auto* incomplete = std::get_if<devices::FilesystemIncomplete>(&change)) {
-    manager_->emitFilesystemIncomplete(incomplete->uuid);
+    manager_->emit("FilesystemIncomplete", incomplete->uuid);
   }
 }
 

@@ -27,10 +27,10 @@ void report_failures(const std::function<void()>& action);
 // (every emission throws) and is replaced by a new connection.
 bool connection_open(const sdbus::IConnection& connection) noexcept;
 
-// A device as ListDevices() and the DeviceAdded/DeviceChanged signals give
-// it: the org.diskgate1.Device properties plus the kernel details and the
-// btrfs numbers the objects leave out.
-Dict device_dict(const devices::Device& device);
+// Writes a device as ListDevices() and the DeviceAdded/DeviceChanged
+// signals give it, an a{sv}: the org.diskgate1.Device properties plus the
+// kernel details and the btrfs numbers the objects leave out.
+void append_device(sdbus::Message& message, const devices::Device& device);
 Dict filesystem_dict(const devices::FilesystemView& view);
 
 class Service {
@@ -57,8 +57,8 @@ class Service {
   void drop() noexcept;
   void publish_one(const devices::Change& change);
   class Manager;
-  // Creates or updates the device's object; returns its properties.
-  Dict refresh(const devices::Device& device);
+  // Creates or updates the device's object.
+  void refresh(const devices::Device& device);
   class DeviceObject;
   sdbus::IConnection& connection_;
   const devices::DeviceMap& map_;
