@@ -245,8 +245,16 @@ class Watch {
     uuid_ = lower(uuid);
     identified_.reset();
     emptied_ = false;
+    detaching_ = false;
     seen_.clear();
   }
+  // From now on news of the device going empty counts. Before, it is old
+  // news: a new loop node is announced empty ("no medium") before it is
+  // identified, and a wait satisfied by that would let the next cycle
+  // attach before the service had even seen this detach (it would then see
+  // the same contents again, rightly announce nothing, and the bench would
+  // count a lost signal).
+  void detaching() { detaching_ = true; }
   // The signals about the node since expect(), for a report of a lost one.
   const std::string& seen() const { return seen_; }
   const std::optional<Clock::time_point>& identified() const { return identified_; }
@@ -267,7 +275,7 @@ class Watch {
     if (member == "DeviceRemoved") {
       std::string node;
       message >> node;
-      if (node == node_) emptied_ = true;
+      if (node == node_) mark_emptied();
       return;
     }
     if (member != "DeviceAdded" && member != "DeviceChanged") return;
@@ -281,7 +289,7 @@ class Watch {
     } else if (state == "unreadable" && text(device, "Error") == "no medium") {
       // Not "unidentified": a probe racing with the detach reads nothing
       // while the device still has its size.
-      emptied_ = true;
+      mark_emptied();
     }
   }
   void block_properties(const Dict& block) {
@@ -291,7 +299,7 @@ class Watch {
       if (uuid == uuid_ && !identified_) identified_ = Clock::now();
     }
     auto size = block.find("Size");
-    if (size != block.end() && size->second.get<std::uint64_t>() == 0) emptied_ = true;
+    if (size != block.end() && size->second.get<std::uint64_t>() == 0) mark_emptied();
   }
   void on_udisks(sdbus::Message& message) {
     const std::string block_path = "/org/freedesktop/UDisks2/block_devices/" + name_;
@@ -310,14 +318,19 @@ class Watch {
     } else if (member == "InterfacesRemoved") {
       sdbus::ObjectPath path;
       message >> path;
-      if (std::string(path) == block_path) emptied_ = true;
+      if (std::string(path) == block_path) mark_emptied();
     }
   }
 
   sdbus::Slot slot_;
   std::string node_, name_, uuid_;
   std::optional<Clock::time_point> identified_;
+  void mark_emptied() {
+    if (detaching_) emptied_ = true;
+  }
+
   bool emptied_ = false;
+  bool detaching_ = false;
   std::string seen_;
 };
 
@@ -371,6 +384,7 @@ int run_attach(const Options& options) {
             cycle, options.uuids.at(0), loop.node(), options.timeout, watch.seen().empty() ? " nothing" : watch.seen(),
             uevents.seen() ? fmt::format("came after {:.3f} ms", ms_since(started, *uevents.seen())) : "did not come");
       }
+      watch.detaching();
       loop.detach();
     }
     // The next cycle starts once the kernel has detached the device and the
