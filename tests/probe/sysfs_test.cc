@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "probe/test_support.h"
+#include "skip.h"
 
 using namespace diskgate::probe;
 namespace fs = std::filesystem;
@@ -154,10 +155,8 @@ struct LoopDevice {
 }  // namespace
 
 TEST_CASE("a real loop partition of pt-gpt: sysfs agrees with the table") {
-  if (::geteuid() != 0 || !fs::exists("/dev/loop-control")) {
-    WARN("skipped: needs root and /dev/loop-control to attach a loop device");
-    return;
-  }
+  if (::geteuid() != 0 || !fs::exists("/dev/loop-control"))
+    SKIP_TEST("needs root and /dev/loop-control to attach a loop device");
   TempDir dir;
   fs::path image = dir.path() / "pt-gpt.img";
   testing::Image bytes = testing::load_fixture("pt-gpt");
@@ -165,10 +164,7 @@ TEST_CASE("a real loop partition of pt-gpt: sysfs agrees with the table") {
                                                static_cast<std::streamsize>(bytes.size()));
 
   LoopDevice loop{run("losetup -f --show -P " + image.string())};
-  if (loop.path.empty()) {
-    WARN("skipped: losetup could not attach " << image);
-    return;
-  }
+  if (loop.path.empty()) SKIP_TEST("losetup could not attach " + image.string());
   // The kernel's own scan may not run (or may find nothing); partx adds the
   // partitions from user space then.
   std::string part = loop.path + "p1";

@@ -25,11 +25,6 @@
 namespace diskgate::testing {
 namespace {
 
-std::vector<std::string>& skips() {
-  static std::vector<std::string> list;
-  return list;
-}
-
 std::string errno_text() {
   return std::strerror(errno);
 }
@@ -66,10 +61,6 @@ constexpr const char* udevd_control = "/run/udev/control";
 constexpr const char* udevd_run_dir = "/run/udev";
 
 }  // namespace
-
-void note_skip(const std::string& reason) {
-  skips().push_back(reason);
-}
 
 std::optional<std::string> loop_unavailable() {
   if (geteuid() != 0) return "needs root to attach loop devices and write sysfs uevent files";
@@ -294,10 +285,5 @@ int main(int argc, char* argv[]) {
     std::cout << "SKIP: " << *why << "\n";
     return 77;  // meson: SKIP
   }
-  int failed = Catch::Session().run(argc, argv);
-  if (failed != 0) return failed;
-  const auto& skipped = diskgate::testing::skips();
-  if (skipped.empty()) return 0;
-  for (const auto& reason : skipped) std::cout << "SKIP: " << reason << "\n";
-  return 77;
+  return diskgate::testing::finish_run(Catch::Session().run(argc, argv));
 }

@@ -4,9 +4,8 @@
 //
 // support.cc also holds main(): a binary that cannot run (not root, no
 // /dev/loop-control, tools missing) prints why and exits 77, which meson
-// reports as SKIP. A test case that cannot run calls SKIP_TEST(reason): it
-// WARNs and returns, and main() then exits 77 too, so a partial run never
-// shows as a plain pass.
+// reports as SKIP. A test case that cannot run calls SKIP_TEST(reason)
+// (skip.h).
 #pragma once
 
 #include <sys/types.h>
@@ -19,17 +18,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "skip.h"
+
 namespace diskgate::testing {
 
-void note_skip(const std::string& reason);
-
-#define SKIP_TEST(reason)                            \
-  do {                                               \
-    const std::string skip_reason_ = (reason);       \
-    WARN("SKIP: " << skip_reason_);                  \
-    ::diskgate::testing::note_skip(skip_reason_);    \
-    return;                                          \
-  } while (0)
 
 // Why loop-device tests cannot run here; nullopt when they can.
 std::optional<std::string> loop_unavailable();
