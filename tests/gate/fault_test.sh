@@ -84,7 +84,7 @@ stop_pid() {
 # we detached may be someone else's by now) and lifts the immutable
 # attribute the gate sets, so that the directory can be removed.
 cleanup() {
-	local status=$? pid node back
+	local status=$? pid
 	trap '' INT TERM
 	[[ -n $WATCH_PID ]] && kill "$WATCH_PID" 2>/dev/null
 	# Daemons first (SIGTERM: they stop their program and unmount). A
@@ -95,12 +95,7 @@ cleanup() {
 		stop_pid "$pid" 15
 	done <"$DAEMONS"
 	kill_ours_and_unmount
-	while read -r node; do
-		back=$(losetup -n -O BACK-FILE "$node" 2>/dev/null) || continue
-		[[ $back == "$WORK"/* ]] || continue
-		btrfs device scan --forget "$node" >/dev/null 2>&1
-		losetup -d "$node" 2>/dev/null
-	done < <(sort -u "$LOOPS")
+	detach_our_loops
 	# Our dbus-daemons name $WORK (their address); a pid of one that died
 	# may be someone else's by now.
 	while read -r pid; do
@@ -381,11 +376,8 @@ case_finish() {
 }
 # Detaches the case's loop devices and removes its images.
 case_cleanup() {
-	local node back
-	while read -r node; do
-		back=$(losetup -n -O BACK-FILE "$node" 2>/dev/null) || continue
-		[[ $back == "$CASE_DIR"/* ]] && detach "$node" 2>/dev/null
-	done < <(sort -u "$LOOPS")
+	local mnt
+	detach_our_loops "$CASE_DIR"
 	for mnt in $(awk -v w="$CASE_DIR/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | tac); do
 		umount "$mnt" 2>/dev/null || umount -l "$mnt"
 	done

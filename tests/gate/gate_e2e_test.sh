@@ -56,7 +56,7 @@ programs_on() { pids_with "$1" | grep -vxF -f "$DAEMONS"; }
 # we detached may be someone else's by now) and lifts the immutable
 # attribute the gate sets, so that the directory can be removed.
 cleanup() {
-	local status=$? pid node back deadline
+	local status=$? pid deadline
 	trap '' INT TERM
 	# Daemons first (SIGTERM: they stop their program and unmount).
 	while read -r pid; do
@@ -68,13 +68,7 @@ cleanup() {
 		wait "$pid" 2>/dev/null
 	done <"$DAEMONS"
 	kill_ours_and_unmount
-	while read -r node; do
-		back=$(losetup -n -O BACK-FILE "$node" 2>/dev/null) || continue
-		[[ $back == "$WORK"/* ]] || continue
-		partx -d "$node" >/dev/null 2>&1
-		btrfs device scan --forget "$node" >/dev/null 2>&1
-		losetup -d "$node" 2>/dev/null
-	done <"$LOOPS"
+	detach_our_loops
 	[[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
 	chattr -R -i "$WORK" 2>/dev/null
 	finish_cleanup "$status" "${GATE_E2E_KEEP:-}" "(daemon logs *.log)"

@@ -54,7 +54,7 @@ DAEMON_PID='' RECEIVER_PID=''
 export RESTIC_PASSWORD=static-test-password RCLONE_CONFIG=/dev/null XDG_CACHE_HOME=$WORK/cache
 
 cleanup() {
-	local status=$? node back deadline
+	local status=$? deadline
 	trap '' INT TERM
 	if [[ -n $DAEMON_PID ]] && ! has_exited "$DAEMON_PID"; then
 		kill -TERM "$DAEMON_PID" 2>/dev/null
@@ -65,12 +65,7 @@ cleanup() {
 	fi
 	[[ -n $RECEIVER_PID ]] && kill "$RECEIVER_PID" 2>/dev/null && wait "$RECEIVER_PID" 2>/dev/null
 	kill_ours_and_unmount
-	while read -r node; do
-		back=$(losetup -n -O BACK-FILE "$node" 2>/dev/null) || continue
-		[[ $back == "$WORK"/* ]] || continue
-		btrfs device scan --forget "$node" >/dev/null 2>&1
-		losetup -d "$node" 2>/dev/null
-	done <"$LOOPS"
+	detach_our_loops
 	chattr -R -i "$WORK" 2>/dev/null
 	((FAILED)) && status=1
 	finish_cleanup "$status" "${STATIC_TEST_KEEP:-}" "(daemon log daemon.log)"

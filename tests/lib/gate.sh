@@ -59,6 +59,21 @@ kill_ours_and_unmount() {
 	done
 }
 
+# detach_our_loops [DIR]: detaches the loop devices attach() listed in
+# $LOOPS that are still backed by images under DIR (default $WORK; a node
+# since reused by someone else is left alone), with their partitions and
+# the kernel's memory of btrfs members on them.
+detach_our_loops() {
+	local dir=${1:-$WORK} node back
+	while read -r node; do
+		back=$(losetup -n -O BACK-FILE "$node" 2>/dev/null) || continue
+		[[ $back == "$dir"/* ]] || continue
+		partx -d "$node" >/dev/null 2>&1
+		btrfs device scan --forget "$node" >/dev/null 2>&1
+		losetup -d "$node" 2>/dev/null
+	done < <(sort -u "$LOOPS")
+}
+
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 
 # attach IMAGE [NODE]: prints the loop device (NODE if given).
