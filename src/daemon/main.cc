@@ -160,14 +160,15 @@ int run(daemon::DaemonConfig& config) {
 
   // systemd's WatchdogSec=: asked for once; the program we start must not
   // see it (it is not the process systemd watches).
-  const char* watchdog_usec = std::getenv("WATCHDOG_USEC");
-  const char* watchdog_pid = std::getenv("WATCHDOG_PID");
-  auto watchdog = daemon::watchdog_interval(watchdog_usec ? std::optional<std::string_view>(watchdog_usec) : std::nullopt,
-                                            watchdog_pid ? std::optional<std::string_view>(watchdog_pid) : std::nullopt,
-                                            ::getpid());
+  auto env = [](const char* name) -> std::optional<std::string_view> {
+    const char* value = std::getenv(name);
+    return value ? std::optional<std::string_view>(value) : std::nullopt;
+  };
+  auto watchdog_usec = env("WATCHDOG_USEC"), watchdog_pid = env("WATCHDOG_PID");
+  auto watchdog = daemon::watchdog_interval(watchdog_usec, watchdog_pid, ::getpid());
   if (watchdog_usec && !watchdog)
     log(Level::warning, "WATCHDOG_USEC={} WATCHDOG_PID={}: not a watchdog request for this process; ignored",
-        watchdog_usec, watchdog_pid ? watchdog_pid : "(unset)");
+        *watchdog_usec, watchdog_pid.value_or("(unset)"));
   ::unsetenv("WATCHDOG_USEC");
   ::unsetenv("WATCHDOG_PID");
 
