@@ -1,7 +1,7 @@
 // bench-hotplug: how fast a hotplug service tells a D-Bus client about a new
 // loop device, and how fast it answers "which device has UUID x?".
 //
-//   bench-hotplug attach  --target diskgate|udisks --bus ADDR --image IMG --uuid U [--cycles N] [--close]
+//   bench-hotplug attach  --target diskgate|udisks --bus ADDR --image IMG --uuid U [--cycles N] [--close] [--trace]
 //   bench-hotplug resolve --target diskgate|udisks --bus ADDR --uuid U [--calls N] [--runs R]
 //   bench-hotplug wait    --target diskgate|udisks --bus ADDR --uuid U... [--timeout S]
 //   bench-hotplug list    --target diskgate|udisks --bus ADDR [--runs R]
@@ -15,9 +15,19 @@
 // or InterfacesAdded with that interface and IdUUID U.
 // --close closes the loop device right after attaching it, as losetup does
 // (which, through inotify, makes udevd and diskgated probe it once more).
+// --trace prints one "CYCLE i started_ns=... signal_ns=..." line a cycle, in
+// CLOCK_MONOTONIC nanoseconds (bench/slowdisk matches its FUSE file's reads
+// against them).
 //
 // wait: until every U resolves (the service has identified those devices);
-// for diskgate a U with '=' is a whole spec (UUID_SUB=... of a btrfs member).
+// for diskgate a U with '=' is a whole spec (UUID_SUB=... of a btrfs member),
+// and each U is asked with Resolve every 20 ms until it answers. udisks
+// has no spec for a btrfs member and its ResolveDevice walks every object,
+// so its wait is event-driven instead (cheaper for the service than polling:
+// the comparison does not favour diskgate): GetManagedObjects once the name
+// answers, then InterfacesAdded / PropertiesChanged, until as many Block
+// objects carry each IdUUID as the U list names it (a two-device btrfs: its
+// UUID twice).
 //
 // resolve: N synchronous calls from one connection: diskgate
 // Manager.Resolve("UUID=U"), udisks Manager.ResolveDevice({uuid: U}, {}).
@@ -53,6 +63,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -85,6 +96,7 @@ struct Options {
   int runs = 5;
   double timeout = 60;
   bool close_after_attach = false;
+  bool trace = false;
 };
 
 std::string lower(std::string s) {
@@ -375,6 +387,10 @@ int run_attach(const Options& options) {
       if (options.close_after_attach) loop.close_fd();
       if (pump(*connection, &uevents, started + limit, [&] { return watch.identified().has_value(); })) {
         latencies.push_back(ms_since(started, *watch.identified()));
+        if (options.trace)
+          fmt::print("CYCLE {} started_ns={} signal_ns={}\n", cycle,
+                     std::chrono::nanoseconds(started.time_since_epoch()).count(),
+                     std::chrono::nanoseconds(watch.identified()->time_since_epoch()).count());
         if (uevents.seen()) kernel.push_back(ms_since(started, *uevents.seen()));
       } else {
         ++timeouts;
@@ -482,7 +498,77 @@ int run_resolve(const Options& options) {
   return 0;
 }
 
+int run_wait_udisks(const Options& options) {
+  auto connection = connect(options);
+  const std::string root_path = "/org/freedesktop/UDisks2";
+  const std::string block_interface = "org.freedesktop.UDisks2.Block";
+  std::map<std::string, std::size_t> wanted;  // UUID -> how many Block objects carry it
+  for (const std::string& uuid : options.uuids) ++wanted[lower(uuid)];
+  std::map<std::string, std::set<std::string>> carriers;
+  std::size_t left = wanted.size();
+  auto block = [&](const std::string& path, const Dict& properties) {
+    auto it = properties.find("IdUUID");
+    if (it == properties.end()) return;
+    std::string uuid = lower(it->second.get<std::string>());
+    auto want = wanted.find(uuid);
+    if (want == wanted.end()) return;
+    auto& paths = carriers[uuid];
+    if (paths.size() < want->second && paths.insert(path).second && paths.size() == want->second) --left;
+  };
+  // No sender in the rules: the name has no owner yet when they are added.
+  auto added = connection->addMatch(
+      "type='signal',interface='org.freedesktop.DBus.ObjectManager',member='InterfacesAdded',path='" + root_path + "'",
+      [&](sdbus::Message& message) {
+        sdbus::ObjectPath path;
+        std::map<std::string, Dict> interfaces;
+        message >> path >> interfaces;
+        auto it = interfaces.find(block_interface);
+        if (it != interfaces.end()) block(path, it->second);
+      });
+  auto changed = connection->addMatch(
+      "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',path_namespace='" +
+          root_path + "'",
+      [&](sdbus::Message& message) {
+        std::string interface;
+        Dict properties;
+        message >> interface >> properties;
+        if (interface == block_interface) block(message.getPath(), properties);
+      });
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout));
+  auto root = sdbus::createProxy(*connection, "org.freedesktop.UDisks2", root_path);
+  for (;;) {
+    std::map<sdbus::ObjectPath, std::map<std::string, Dict>> objects;
+    try {
+      root->callMethod("GetManagedObjects").onInterface("org.freedesktop.DBus.ObjectManager").storeResultsTo(objects);
+    } catch (const sdbus::Error&) {
+      if (interrupted || Clock::now() > deadline) {
+        std::cerr << "bench-hotplug: udisksd did not answer GetManagedObjects\n";
+        return 1;
+      }
+      ::usleep(20'000);  // not there yet
+      continue;
+    }
+    for (const auto& [path, interfaces] : objects) {
+      auto it = interfaces.find(block_interface);
+      if (it != interfaces.end()) block(path, it->second);
+    }
+    break;
+  }
+  if (!pump(*connection, nullptr, deadline, [&] { return left == 0; })) {
+    std::string example;
+    for (const auto& [uuid, count] : wanted)
+      if (carriers[uuid].size() < count) {
+        example = uuid;
+        break;
+      }
+    std::cerr << "bench-hotplug: " << left << " UUIDs still not reported by udisks, e.g. " << example << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 int run_wait(const Options& options) {
+  if (options.target == Target::udisks) return run_wait_udisks(options);
   auto connection = connect(options);
   Resolver resolve(*connection, options.target);
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout));
@@ -551,7 +637,7 @@ int run_list(const Options& options) {
 
 void usage() {
   std::cerr << "usage: bench-hotplug attach|resolve|wait|list --target diskgate|udisks --bus ADDRESS|system\n"
-               "         [--image IMG] [--uuid U]... [--cycles N] [--calls N] [--runs R] [--timeout S] [--close]\n";
+               "         [--image IMG] [--uuid U]... [--cycles N] [--calls N] [--runs R] [--timeout S] [--close] [--trace]\n";
 }
 
 Options parse(int argc, char** argv) {
@@ -577,6 +663,7 @@ Options parse(int argc, char** argv) {
     else if (arg == "--runs") options.runs = std::max(1, std::stoi(value()));
     else if (arg == "--timeout") options.timeout = std::stod(value());
     else if (arg == "--close") options.close_after_attach = true;
+    else if (arg == "--trace") options.trace = true;
     else throw std::invalid_argument("unknown argument " + arg);
   }
   if (options.bus.empty()) throw std::invalid_argument("--bus is needed");
