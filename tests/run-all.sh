@@ -2,13 +2,17 @@
 # The README's test command: installs what is missing, builds, runs every
 # test (unit and, as root with loop devices, integration) and ends with
 # "N passed, N failed[, N skipped]", adding up:
-#   - the meson suite of the default build (build/);
+#   - the meson suite of the default build (build/), counted per test case:
+#     each TEST_CASE of a Catch2 binary (TAP, tests/tap_reporter.cc) and each
+#     shell-script test (tests/meson-results reads meson's logs);
 #   - tests/run-source-builds.sh: a build without libudev (our own uevent
 #     source) against the kernel-mode daemon and gate tests;
 #   - tests/run-static.sh: the fully static x86_64 binaries against the
 #     no-bus and gokrazy-configuration gate tests;
 #   - tests/run-deb.sh: the amd64 .deb (rpi/make-deb), lintian, and the
-#     package installed, used, removed and purged on this machine.
+#     package installed, used, removed and purged on this machine;
+#   - tests/run-fuzz.sh: every libFuzzer target for a bounded time
+#     (FUZZ_SECONDS, default 70 in all) and the regression inputs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,13 +25,18 @@ ninja -C build || { echo "0 passed, 1 failed"; exit 1; }
 meson test -C build --print-errorlogs --num-processes 2 2>&1 | tee build/test-output.txt
 status=${PIPESTATUS[0]}
 
-count() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" build/test-output.txt | tail -n1; }
-ok=$(count Ok) fail=$(count Fail) skipped=$(count Skipped) timeout=$(count Timeout)
-passed=${ok:-0} failed=$(( ${fail:-0} + ${timeout:-0} )) skipped=${skipped:-0}
+# meson's summary counts binaries; count the cases from its logs instead.
+echo "=== meson suite, per test case"
+python3 tests/meson-results build | tee build/part-output.txt
+last=$(tail -n1 build/part-output.txt)
+passed=0 failed=1 skipped=0
+if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
+  passed=${BASH_REMATCH[1]} failed=${BASH_REMATCH[2]} skipped=${BASH_REMATCH[4]:-0}
+fi
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 
 # Each further part ends with its own "N passed, N failed[, N skipped]".
-for part in tests/run-source-builds.sh tests/run-static.sh tests/run-deb.sh; do
+for part in tests/run-source-builds.sh tests/run-static.sh tests/run-deb.sh tests/run-fuzz.sh; do
   echo "=== $part"
   bash "$part" 2>&1 | tee build/part-output.txt
   part_status=${PIPESTATUS[0]}
@@ -35,7 +44,7 @@ for part in tests/run-source-builds.sh tests/run-static.sh tests/run-deb.sh; do
   if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
     passed=$(( passed + BASH_REMATCH[1] ))
     failed=$(( failed + BASH_REMATCH[2] ))
-    skipped=$(( skipped + ${BASH_REMATCH[3]:-0} ))
+    skipped=$(( skipped + ${BASH_REMATCH[4]:-0} ))
     if [ "$part_status" -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$(( failed + 1 )); fi
   else
     failed=$(( failed + 1 ))

@@ -281,9 +281,6 @@ bool wait_readable(int fd, std::chrono::steady_clock::time_point deadline) {
 }  // namespace diskgate::testing
 
 int main(int argc, char* argv[]) {
-  if (auto why = diskgate::testing::loop_unavailable()) {
-    std::cout << "SKIP: " << *why << "\n";
-    return 77;  // meson: SKIP
-  }
+  if (auto why = diskgate::testing::loop_unavailable()) return diskgate::testing::skip_binary(argc, argv, *why);
   return diskgate::testing::finish_run(Catch::Session().run(argc, argv));
 }

@@ -3,9 +3,9 @@
 // assertion still detaches and stops what the test set up.
 //
 // support.cc also holds main(): a binary that cannot run (not root, no
-// /dev/loop-control, tools missing) prints why and exits 77, which meson
-// reports as SKIP. A test case that cannot run calls SKIP_TEST(reason)
-// (skip.h).
+// /dev/loop-control, tools missing) says why and is skipped as a whole
+// (skip_binary: TAP "1..0 # SKIP" under meson, else exit 77). A test case
+// that cannot run calls SKIP_TEST(reason) (skip.h).
 #pragma once
 
 #include <sys/types.h>
