@@ -48,8 +48,8 @@ DeviceMonitor::~DeviceMonitor() {
 }
 
 #if DISKGATE_DBUS
-void DeviceMonitor::attach_bus(sdbus::IConnection& connection) {
-  service_ = std::make_unique<dbus::Service>(connection, map_,
+void DeviceMonitor::attach_bus(dbus::Bus& bus) {
+  service_ = std::make_unique<dbus::Service>(bus, map_,
                                              [this](std::function<void()> done) { rescan(std::move(done)); });
 }
 #endif
