@@ -83,15 +83,5 @@ void MessageWriter::append(const std::vector<std::uint64_t>& values) {
   for (std::uint64_t value : values) append(value);
   close();
 }
-void MessageWriter::append(const std::map<std::string, std::string>& values) {
-  open('a', "{ss}");
-  for (const auto& [key, value] : values) {
-    open('e', "ss");
-    append(key);
-    append(value);
-    close();
-  }
-  close();
-}
 
 }  // namespace diskgate::dbus

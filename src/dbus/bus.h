@@ -9,7 +9,6 @@
 #include <systemd/sd-bus.h>
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -91,7 +90,6 @@ class MessageWriter {
   void append(bool value);
   void append(const std::vector<std::string>& values);
   void append(const std::vector<std::uint64_t>& values);
-  void append(const std::map<std::string, std::string>& values);
   // One {sv} entry of an a{sv}.
   template <typename Value>
   void entry(const char* key, const Value& value) {
@@ -110,7 +108,6 @@ class MessageWriter {
   static const char* signature(bool) { return "b"; }
   static const char* signature(const std::vector<std::string>&) { return "as"; }
   static const char* signature(const std::vector<std::uint64_t>&) { return "at"; }
-  static const char* signature(const std::map<std::string, std::string>&) { return "a{ss}"; }
   sd_bus_message* message_;
 };
 

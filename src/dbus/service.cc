@@ -1,5 +1,6 @@
 #include "dbus/service.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -17,7 +18,7 @@ namespace {
 constexpr const char* manager_interface = "org.diskgate1.Manager";
 constexpr const char* device_interface = "org.diskgate1.Device";
 
-std::string state_name(devices::Identity::State state) {
+const char* state_name(devices::Identity::State state) {
   switch (state) {
     case devices::Identity::State::unprobed: return "unprobed";
     case devices::Identity::State::identified: return "identified";
@@ -51,15 +52,20 @@ std::vector<std::string> nodes_of(const devices::Resolution& resolution) {
   return nodes;
 }
 
-std::map<std::string, std::string> tag_map(const devices::Device& device) {
-  std::map<std::string, std::string> tags;
-  for (const probe::Tag& tag : device.identity.tags) tags.emplace(tag.name, tag.value);
-  return tags;
-}
-
-std::uint64_t btrfs_devid(const devices::Device& device) {
-  const probe::BtrfsMember* member = devices::btrfs_member(device);
-  return member ? member->devid : 0;
+// The tags as an a{ss}, straight from the device's list (no map is built:
+// GetManagedObjects writes this for every device). A name given twice
+// keeps its first value.
+void append_tags(MessageWriter& writer, const probe::Tags& tags) {
+  writer.open('a', "{ss}");
+  for (auto it = tags.begin(); it != tags.end(); ++it) {
+    auto same_name = [&](const probe::Tag& earlier) { return earlier.name == it->name; };
+    if (std::any_of(tags.begin(), it, same_name)) continue;
+    writer.open('e', "ss");
+    writer.append(it->name);
+    writer.append(it->value);
+    writer.close();
+  }
+  writer.close();
 }
 
 // A string argument of a call.
@@ -68,10 +74,6 @@ std::string read_string(sd_bus_message* call) {
   check(sd_bus_message_read_basic(call, 's', &text), "reading the call's argument");
   return text;
 }
-
-}  // namespace
-
-namespace {
 
 // A device's fields: the org.diskgate1.Device properties, and the a{sv} of
 // ListDevices and the DeviceAdded/DeviceChanged signals. One list, so that
@@ -84,10 +86,11 @@ struct DeviceField {
 
 using W = MessageWriter;
 using D = devices::Device;
-std::string tag(const D& d, std::string_view name) { return probe::tag_value(d.identity.tags, name); }
-std::uint64_t btrfs_devices(const D& d) {
+const std::string& tag(const D& d, std::string_view name) { return probe::tag_value(d.identity.tags, name); }
+// A btrfs member's number; 0 for other devices.
+std::uint64_t btrfs_number(const D& d, std::uint64_t probe::BtrfsMember::*number) {
   const probe::BtrfsMember* member = devices::btrfs_member(d);
-  return member ? member->num_devices : 0;
+  return member ? member->*number : 0;
 }
 
 const DeviceField device_fields[] = {
@@ -107,9 +110,9 @@ const DeviceField device_fields[] = {
     {"Label", "s", [](W& w, const D& d) { w.append(tag(d, "LABEL")); }},
     {"PartUuid", "s", [](W& w, const D& d) { w.append(tag(d, "PARTUUID")); }},
     {"PartLabel", "s", [](W& w, const D& d) { w.append(tag(d, "PARTLABEL")); }},
-    {"Tags", "a{ss}", [](W& w, const D& d) { w.append(tag_map(d)); }},
-    {"BtrfsDevid", "t", [](W& w, const D& d) { w.append(btrfs_devid(d)); }},
-    {"BtrfsDevices", "t", [](W& w, const D& d) { w.append(btrfs_devices(d)); }},
+    {"Tags", "a{ss}", [](W& w, const D& d) { append_tags(w, d.identity.tags); }},
+    {"BtrfsDevid", "t", [](W& w, const D& d) { w.append(btrfs_number(d, &probe::BtrfsMember::devid)); }},
+    {"BtrfsDevices", "t", [](W& w, const D& d) { w.append(btrfs_number(d, &probe::BtrfsMember::num_devices)); }},
 };
 
 }  // namespace
