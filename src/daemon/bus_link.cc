@@ -5,11 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include <sdbus-c++/Error.h>
-
 #include "common/log.h"
 #include "dbus/object_path.h"
-#include "dbus/service.h"
 
 namespace diskgate::daemon {
 
@@ -22,20 +19,6 @@ constexpr std::chrono::seconds longest_retry = 30s;
 // RequestName on a bus that came back: bounded, since the loop (and the
 // gate on it) waits meanwhile. At start sd-bus's default (25 s) applies.
 constexpr std::uint64_t reconnect_call_timeout_usec = 2'000'000;
-
-std::unique_ptr<sdbus::IConnection> open_connection(const std::string& bus,
-                                                    std::optional<std::uint64_t> call_timeout_usec) {
-  std::unique_ptr<sdbus::IConnection> connection;
-  if (bus == "system")
-    connection = sdbus::createSystemBusConnection();
-  else if (bus == "session")
-    connection = sdbus::createSessionBusConnection();
-  else
-    connection = sdbus::createSessionBusConnectionWithAddress(bus);
-  if (call_timeout_usec) connection->setMethodCallTimeout(*call_timeout_usec);
-  connection->requestName(dbus::bus_name);
-  return connection;
-}
 
 // sd-bus gives an absolute CLOCK_MONOTONIC deadline in microseconds.
 std::optional<EventLoop::Clock::time_point> bus_deadline(std::uint64_t timeout_usec) {
@@ -50,14 +33,14 @@ std::optional<EventLoop::Clock::time_point> bus_deadline(std::uint64_t timeout_u
 }  // namespace
 
 BusLink::BusLink(EventLoop& loop, std::string bus)
-    : loop_(loop), bus_(std::move(bus)), connection_(open_connection(bus_, std::nullopt)) {}
+    : loop_(loop), bus_(std::move(bus)), connection_(std::make_unique<dbus::Bus>(bus_, dbus::bus_name, std::nullopt)) {}
 
 BusLink::~BusLink() noexcept {
   if (attach_) loop_.unwatch_dynamic();
   if (retry_timer_) loop_.cancel_timer(*retry_timer_);
 }
 
-void BusLink::serve(std::function<void(sdbus::IConnection&)> attach, std::function<void()> detach) {
+void BusLink::serve(std::function<void(dbus::Bus&)> attach, std::function<void()> detach) {
   attach_ = std::move(attach);
   detach_ = std::move(detach);
   loop_.watch_dynamic([this] { return prepare(); }, [this] { dispatch(); });
@@ -68,7 +51,7 @@ void BusLink::serve(std::function<void(sdbus::IConnection&)> attach, std::functi
 EventLoop::Dynamic BusLink::prepare() noexcept {
   if (connection_) {
     try {
-      auto poll_data = connection_->getEventLoopPollData();
+      auto poll_data = connection_->poll_data();
       return {poll_data.fd, poll_data.events, bus_deadline(poll_data.timeout_usec)};
     } catch (const std::exception& e) {  // closed: the bus is gone
       lost(e.what());
@@ -80,12 +63,11 @@ EventLoop::Dynamic BusLink::prepare() noexcept {
 void BusLink::dispatch() noexcept {
   if (!connection_) return;
   try {
-    while (connection_->processPendingRequest()) {
-    }
+    connection_->process();
   } catch (const std::exception& e) {
     // sd-bus reports the hang-up as a local Disconnected message, then
     // fails with ENOTCONN; anything else on an open bus is not a loss.
-    if (dbus::connection_open(*connection_))
+    if (connection_->is_open())
       log(Level::error, "internal error, carrying on: {}", e.what());
     else
       lost(e.what());
@@ -100,10 +82,7 @@ bool BusLink::publish(std::string& failure) noexcept {
     failure = e.what();
   }
   // Free the name for the next try if the bus is in fact still there.
-  try {
-    if (dbus::connection_open(*connection_)) connection_->releaseName(dbus::bus_name);
-  } catch (const std::exception&) {
-  }
+  connection_->release_name();
   retire();
   return false;
 }
@@ -137,7 +116,7 @@ void BusLink::retry_later() noexcept {
 void BusLink::reconnect() noexcept {
   std::string failure;
   try {
-    connection_ = open_connection(bus_, reconnect_call_timeout_usec);
+    connection_ = std::make_unique<dbus::Bus>(bus_, dbus::bus_name, reconnect_call_timeout_usec);
   } catch (const std::exception& e) {
     failure = e.what();
   }

@@ -13,16 +13,15 @@
 #include <string>
 #include <vector>
 
-#include <sdbus-c++/IConnection.h>
-
 #include "daemon/event_loop.h"
+#include "dbus/bus.h"
 
 namespace diskgate::daemon {
 
 class BusLink {
  public:
   // Connects to `bus` ("system", "session" or an address) and takes
-  // org.diskgate1. Throws sdbus::Error when that fails: whether a bus
+  // org.diskgate1. Throws dbus::BusError when that fails: whether a bus
   // missing at start is fatal is the caller's call.
   BusLink(EventLoop& loop, std::string bus);
   ~BusLink() noexcept;
@@ -33,7 +32,7 @@ class BusLink {
   // connection: now, and again after every reconnect. `detach` runs when
   // the bus is lost (or `attach` failed half-way) and drops every object
   // made on the connection, which is closed right after; it must not throw.
-  void serve(std::function<void(sdbus::IConnection&)> attach, std::function<void()> detach);
+  void serve(std::function<void(dbus::Bus&)> attach, std::function<void()> detach);
   bool connected() const { return connection_ != nullptr; }
 
  private:
@@ -48,8 +47,8 @@ class BusLink {
 
   EventLoop& loop_;
   std::string bus_;
-  std::unique_ptr<sdbus::IConnection> connection_;
-  std::function<void(sdbus::IConnection&)> attach_;
+  std::unique_ptr<dbus::Bus> connection_;
+  std::function<void(dbus::Bus&)> attach_;
   std::function<void()> detach_;
   std::chrono::seconds backoff_{1};
   std::optional<EventLoop::TimerId> retry_timer_;

@@ -48,8 +48,8 @@ DeviceMonitor::~DeviceMonitor() {
 }
 
 #if DISKGATE_DBUS
-void DeviceMonitor::attach_bus(sdbus::IConnection& connection) {
-  service_ = std::make_unique<dbus::Service>(connection, map_,
+void DeviceMonitor::attach_bus(dbus::Bus& bus) {
+  service_ = std::make_unique<dbus::Service>(bus, map_,
                                              [this](std::function<void()> done) { rescan(std::move(done)); });
 }
 #endif
@@ -342,8 +342,13 @@ void DeviceMonitor::on_written_nodes() {
     const devices::Device* device = map_.find_node(node);
     if (!device) continue;
     log(Level::debug, "{} was written to: probing again", node);
-    devices::KernelDevice kernel = device->kernel;  // apply() may invalidate `device`
-    apply(devices::Upsert{kernel, true});
+    // A disk's partitions too, as udevd does for a disk it watches: their
+    // PARTUUID and PARTLABEL come from the disk's table, which a wipefs,
+    // mkfs or new table may have replaced under them.
+    std::vector<devices::KernelDevice> rewritten{device->kernel};  // apply() may invalidate `device`
+    for (const devices::Device* partition : map_.partitions_of(device->kernel.name))
+      rewritten.push_back(partition->kernel);
+    for (const devices::KernelDevice& kernel : rewritten) apply(devices::Upsert{kernel, true});
   }
 }
 

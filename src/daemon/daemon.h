@@ -14,18 +14,15 @@
 #include "daemon/scan_queue.h"
 #include "devices/device_map.h"
 
-namespace sdbus {
-class IConnection;
-}
-
 namespace diskgate::udev {
 class BlockDevices;
 class NodeWatcher;
 }  // namespace diskgate::udev
 
 namespace diskgate::dbus {
+class Bus;
 class Service;
-}
+}  // namespace diskgate::dbus
 
 namespace diskgate::daemon {
 
@@ -47,8 +44,8 @@ class DeviceMonitor {
   // Enumerations start at most this often, whoever asks.
   static constexpr std::chrono::milliseconds min_scan_interval{250};
 
-  // Publishes the map on `connection` (which owns org.diskgate1).
-  void attach_bus(sdbus::IConnection& connection);
+  // Publishes the map on `bus` (which owns org.diskgate1).
+  void attach_bus(dbus::Bus& bus);
   // Drops the bus objects (the connection was lost); never throws.
   void detach_bus() noexcept;
   // Enumerates (on the loop: before READY) and starts listening.

@@ -15,7 +15,6 @@
 #include "daemon/notify.h"
 #include "daemon/watchdog.h"
 #if DISKGATE_DBUS
-#include <sdbus-c++/sdbus-c++.h>
 
 #include "daemon/bus_link.h"
 #include "dbus/gate_object.h"
@@ -110,16 +109,16 @@ int run(daemon::DaemonConfig& config) {
   if (!config.no_bus) {
     try {
       bus = std::make_unique<daemon::BusLink>(loop, config.bus);
-    } catch (const sdbus::Error& e) {
+    } catch (const dbus::BusError& e) {
       if (config.bus_given) throw;
-      log(Level::warning, "no system bus ({}): running without D-Bus", e.getMessage());
+      log(Level::warning, "no system bus ({}): running without D-Bus", e.what());
     }
   }
   if (bus) {
     // Every object on the bus is made again on each connection and dropped
     // when it is lost (before the connection is closed).
     bus->serve(
-        [&](sdbus::IConnection& connection) {
+        [&](dbus::Bus& connection) {
           monitor.attach_bus(connection);
           if (gate) gate_object = std::make_unique<dbus::GateObject>(connection, *gate);
         },
@@ -219,8 +218,8 @@ int main(int argc, char** argv) {
   try {
     return run(config);
 #if DISKGATE_DBUS
-  } catch (const sdbus::Error& e) {
-    log(Level::error, "D-Bus ({}): {}", config.bus, e.getMessage());
+  } catch (const dbus::BusError& e) {
+    log(Level::error, "D-Bus ({}): {}", config.bus, e.what());
 #endif
   } catch (const std::exception& e) {
     log(Level::error, "{}", e.what());

@@ -242,14 +242,16 @@ devices::Identity identify_device(const devices::KernelDevice& device) {
     return identity;
   }
   try {
-    identity.report = probe::probe_path(device.node, {});
-    identity.tags = probe::report_tags(identity.report, false);
-    identity.state = identity.report.superblocks.size() == 1 || identity.report.table || identity.report.entry
+    probe::Report report = probe::probe_path(device.node, {});
+    identity.tags = probe::report_tags(report, false);
+    identity.state = report.superblocks.size() == 1 || report.table || report.entry
                          ? devices::Identity::State::identified
                          : devices::Identity::State::unidentified;
-    if (identity.report.ambivalent()) identity.error = "ambivalent: several filesystems on the device";
-    if (identity.report.superblocks.size() == 1 && identity.report.superblocks.front().btrfs)
+    if (report.ambivalent()) identity.error = "ambivalent: several filesystems on the device";
+    if (report.superblocks.size() == 1 && report.superblocks.front().btrfs) {
+      identity.btrfs = std::move(report.superblocks.front().btrfs);
       register_btrfs_member(device.node);
+    }
   } catch (const probe::IoError& e) {
     identity.state = devices::Identity::State::unreadable;
     identity.error = std::generic_category().message(e.error_number);  // thread-safe, unlike strerror

@@ -2,11 +2,7 @@
 // PropertiesChanged, and its commands as methods.
 #pragma once
 
-#include <memory>
-
-#include <sdbus-c++/sdbus-c++.h>
-
-#include "dbus/object_path.h"
+#include "dbus/bus.h"
 #include "gate/gate.h"
 
 namespace diskgate::dbus {
@@ -14,18 +10,23 @@ namespace diskgate::dbus {
 class GateObject {
  public:
   // Registers the object and announces it (InterfacesAdded); throws
-  // sdbus::Error when the bus fails meanwhile.
-  GateObject(sdbus::IConnection& connection, gate::Gate& gate);
+  // BusError when the bus fails meanwhile.
+  GateObject(Bus& bus, gate::Gate& gate);
   // Announces the removal if the bus is still there; never throws.
   ~GateObject() noexcept;
+  GateObject(const GateObject&) = delete;
+  GateObject& operator=(const GateObject&) = delete;
   // Emits PropertiesChanged for every property that differs from the last
   // call. Never throws: the gate calls it and must not stop for the bus.
   void changed(const gate::Status& status) noexcept;
 
  private:
-  class Adaptor;
-  sdbus::IConnection& connection_;
-  std::unique_ptr<Adaptor> adaptor_;
+  struct Calls;  // the sd-bus callbacks
+  void announce(const gate::Status& now);
+  Bus& bus_;
+  gate::Gate& gate_;
+  gate::Status last_;
+  Slot slot_;
 };
 
 }  // namespace diskgate::dbus

@@ -1,21 +1,24 @@
 #include "dbus/service.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "dbus/object_path.h"
-#include "org.diskgate1.Device.adaptor.h"
 
 namespace diskgate::dbus {
 
 namespace {
 
-constexpr const char* invalid_args = "org.freedesktop.DBus.Error.InvalidArgs";
+constexpr const char* manager_interface = "org.diskgate1.Manager";
+constexpr const char* device_interface = "org.diskgate1.Device";
 
-std::string state_name(devices::Identity::State state) {
+const char* state_name(devices::Identity::State state) {
   switch (state) {
     case devices::Identity::State::unprobed: return "unprobed";
     case devices::Identity::State::identified: return "identified";
@@ -30,7 +33,7 @@ std::string state_name(devices::Identity::State state) {
 // elsewhere are taken as written.
 devices::Spec checked_spec(const std::string& text) {
   auto parsed = devices::parse_spec(text);
-  if (auto* error = std::get_if<devices::SpecError>(&parsed)) throw sdbus::Error(invalid_args, error->message);
+  if (auto* error = std::get_if<devices::SpecError>(&parsed)) throw MethodError(error_invalid_args, error->message);
   auto spec = std::get<devices::Spec>(parsed);
   // Only under /dev (devtmpfs and udev's symlinks, which never block): a
   // caller's path on a hung FUSE or NFS mount would stall the event loop.
@@ -49,284 +52,316 @@ std::vector<std::string> nodes_of(const devices::Resolution& resolution) {
   return nodes;
 }
 
-std::map<std::string, std::string> tag_map(const devices::Device& device) {
-  std::map<std::string, std::string> tags;
-  for (const probe::Tag& tag : device.identity.tags) tags.emplace(tag.name, tag.value);
-  return tags;
+// The tags as an a{ss}, straight from the device's list (no map is built:
+// GetManagedObjects writes this for every device). A name given twice
+// keeps its first value.
+void append_tags(MessageWriter& writer, const probe::Tags& tags) {
+  writer.open('a', "{ss}");
+  for (auto it = tags.begin(); it != tags.end(); ++it) {
+    auto same_name = [&](const probe::Tag& earlier) { return earlier.name == it->name; };
+    if (std::any_of(tags.begin(), it, same_name)) continue;
+    writer.open('e', "ss");
+    writer.append(it->name);
+    writer.append(it->value);
+    writer.close();
+  }
+  writer.close();
 }
+
+// A string argument of a call.
+std::string read_string(sd_bus_message* call) {
+  const char* text = nullptr;
+  check(sd_bus_message_read_basic(call, 's', &text), "reading the call's argument");
+  return text;
+}
+
+// A device's fields: the org.diskgate1.Device properties, and the a{sv} of
+// ListDevices and the DeviceAdded/DeviceChanged signals. One list, so that
+// the two never differ.
+struct DeviceField {
+  const char* name;
+  const char* signature;
+  void (*write)(MessageWriter& writer, const devices::Device& device);
+};
+
+using W = MessageWriter;
+using D = devices::Device;
+const std::string& tag(const D& d, std::string_view name) { return probe::tag_value(d.identity.tags, name); }
+// A btrfs member's number; 0 for other devices.
+std::uint64_t btrfs_number(const D& d, std::uint64_t probe::BtrfsMember::*number) {
+  const probe::BtrfsMember* member = devices::btrfs_member(d);
+  return member ? member->*number : 0;
+}
+
+const DeviceField device_fields[] = {
+    {"Name", "s", [](W& w, const D& d) { w.append(d.kernel.name); }},
+    {"Node", "s", [](W& w, const D& d) { w.append(d.kernel.node); }},
+    {"SysPath", "s", [](W& w, const D& d) { w.append(d.kernel.syspath); }},
+    {"Major", "u", [](W& w, const D& d) { w.append(static_cast<std::uint32_t>(d.kernel.major)); }},
+    {"Minor", "u", [](W& w, const D& d) { w.append(static_cast<std::uint32_t>(d.kernel.minor)); }},
+    {"Size", "t", [](W& w, const D& d) { w.append(static_cast<std::uint64_t>(d.kernel.size_bytes)); }},
+    {"Parent", "s", [](W& w, const D& d) { w.append(d.kernel.parent); }},
+    {"Removable", "b", [](W& w, const D& d) { w.append(d.kernel.removable); }},
+    {"State", "s", [](W& w, const D& d) { w.append(state_name(d.identity.state)); }},
+    {"Error", "s", [](W& w, const D& d) { w.append(d.identity.error); }},
+    {"Type", "s", [](W& w, const D& d) { w.append(tag(d, "TYPE")); }},
+    {"Uuid", "s", [](W& w, const D& d) { w.append(tag(d, "UUID")); }},
+    {"UuidSub", "s", [](W& w, const D& d) { w.append(tag(d, "UUID_SUB")); }},
+    {"Label", "s", [](W& w, const D& d) { w.append(tag(d, "LABEL")); }},
+    {"PartUuid", "s", [](W& w, const D& d) { w.append(tag(d, "PARTUUID")); }},
+    {"PartLabel", "s", [](W& w, const D& d) { w.append(tag(d, "PARTLABEL")); }},
+    {"Tags", "a{ss}", [](W& w, const D& d) { append_tags(w, d.identity.tags); }},
+    {"BtrfsDevid", "t", [](W& w, const D& d) { w.append(btrfs_number(d, &probe::BtrfsMember::devid)); }},
+    {"BtrfsDevices", "t", [](W& w, const D& d) { w.append(btrfs_number(d, &probe::BtrfsMember::num_devices)); }},
+};
 
 }  // namespace
 
-bool connection_open(const sdbus::IConnection& connection) noexcept {
-  // sdbus-c++ 1.2 does not expose sd_bus_is_open(); sd_bus_get_events(),
-  // asked here, fails with ENOTCONN once the bus is closed.
-  try {
-    connection.getEventLoopPollData();
-    return true;
-  } catch (const std::exception&) {
-    return false;
+void append_device(MessageWriter& writer, const devices::Device& device) {
+  writer.open('a', "{sv}");
+  for (const DeviceField& field : device_fields) {
+    writer.open('e', "sv");
+    writer.append(field.name);
+    writer.open('v', field.signature);
+    field.write(writer, device);
+    writer.close();
+    writer.close();
   }
+  writer.close();
 }
 
-void report_failures(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const sdbus::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw sdbus::Error("org.freedesktop.DBus.Error.Failed", e.what());
-  }
-}
-
-namespace {
-// One "{sv}" entry of an a{sv} being written.
-template <typename Value>
-void entry(sdbus::Message& message, const char* key, const Value& value) {
-  message.openDictEntry("sv");
-  message << key;
-  message.openVariant(sdbus::signature_of<Value>::str());
-  message << value;
-  message.closeVariant();
-  message.closeDictEntry();
-}
-}  // namespace
-
-void append_device(sdbus::Message& message, const devices::Device& device) {
-  const devices::KernelDevice& k = device.kernel;
-  const devices::Identity& id = device.identity;
-  const probe::BtrfsMember* member = devices::btrfs_member(device);
-  message.openContainer("{sv}");
-  entry(message, "Name", k.name);
-  entry(message, "Node", k.node);
-  entry(message, "SysPath", k.syspath);
-  entry(message, "Major", static_cast<std::uint32_t>(k.major));
-  entry(message, "Minor", static_cast<std::uint32_t>(k.minor));
-  entry(message, "Size", static_cast<std::uint64_t>(k.size_bytes));
-  entry(message, "Parent", k.parent);
-  entry(message, "Removable", k.removable);
-  entry(message, "State", state_name(id.state));
-  entry(message, "Error", id.error);
-  entry(message, "Type", probe::tag_value(id.tags, "TYPE"));
-  entry(message, "Uuid", probe::tag_value(id.tags, "UUID"));
-  entry(message, "UuidSub", probe::tag_value(id.tags, "UUID_SUB"));
-  entry(message, "Label", probe::tag_value(id.tags, "LABEL"));
-  entry(message, "PartUuid", probe::tag_value(id.tags, "PARTUUID"));
-  entry(message, "PartLabel", probe::tag_value(id.tags, "PARTLABEL"));
-  entry(message, "Tags", tag_map(device));
-  entry(message, "BtrfsDevid", static_cast<std::uint64_t>(member ? member->devid : 0));
-  entry(message, "BtrfsDevices", static_cast<std::uint64_t>(member ? member->num_devices : 0));
-  message.closeContainer();
-}
-
-Dict filesystem_dict(const devices::FilesystemView& view) {
+void append_filesystem(MessageWriter& writer, const devices::FilesystemView& view) {
   std::vector<std::string> conflicts;
   for (const devices::Conflict& conflict : view.conflicts)
     conflicts.push_back(fmt::format("{} claim the same member", fmt::join(conflict.nodes, ", ")));
-  Dict dict;
-  dict["uuid"] = view.uuid;
-  dict["type"] = view.type;
-  dict["label"] = view.label;
-  dict["expected"] = static_cast<std::uint64_t>(view.expected);
-  dict["present"] = static_cast<std::uint64_t>(view.present);
-  dict["devices"] = view.devices;
-  dict["missing_devids"] = view.missing_devids;
-  dict["complete"] = view.complete;
-  dict["conflicts"] = conflicts;
-  dict["mount_data"] = view.mount_data;
-  return dict;
+  writer.open('a', "{sv}");
+  writer.entry("uuid", view.uuid);
+  writer.entry("type", view.type);
+  writer.entry("label", view.label);
+  writer.entry("expected", static_cast<std::uint64_t>(view.expected));
+  writer.entry("present", static_cast<std::uint64_t>(view.present));
+  writer.entry("devices", view.devices);
+  writer.entry("missing_devids", view.missing_devids);
+  writer.entry("complete", view.complete);
+  writer.entry("conflicts", conflicts);
+  writer.entry("mount_data", view.mount_data);
+  writer.close();
 }
 
-// org.diskgate1.Manager, registered by hand rather than through the
-// adaptor sdbus-c++-xml2cpp generates from dbus/org.diskgate1.Manager.xml
-// (the contract; the daemon tests call every member): that adaptor takes
-// a device as std::map<std::string, sdbus::Variant>, and every Variant is a
-// D-Bus message of its own, 19 a device. ListDevices and the DeviceAdded
-// and DeviceChanged signals write their a{sv} straight into the message.
-class Service::Manager final : public sdbus::AdaptorInterfaces<sdbus::ObjectManager_adaptor> {
- public:
-  static constexpr const char* interface = "org.diskgate1.Manager";
+// sd-bus calls these with the Service (or, for a device's properties, the
+// device its find callback returned) as userdata, on the event loop.
+struct Service::Calls {
+  static Service& of(void* userdata) { return *static_cast<Service*>(userdata); }
 
-  Manager(sdbus::IConnection& connection, const devices::DeviceMap& map, Service::Rescan rescan)
-      : AdaptorInterfaces(connection, manager_path), map_(map), rescan_(std::move(rescan)) {
-    sdbus::IObject& object = getObject();
-    object.registerMethod("Resolve").onInterface(interface).withInputParamNames("spec").withOutputParamNames("device")
-        .implementedAs([this](const std::string& spec) { return Resolve(spec); });
-    object.registerMethod("ResolveAll").onInterface(interface).withInputParamNames("spec")
-        .withOutputParamNames("devices").implementedAs([this](const std::string& spec) { return ResolveAll(spec); });
-    object.registerMethod(interface, "ListDevices", "", {}, "aa{sv}", {"devices"},
-                          [this](sdbus::MethodCall call) { ListDevices(std::move(call)); });
-    object.registerMethod("GetFilesystem").onInterface(interface).withInputParamNames("uuid")
-        .withOutputParamNames("filesystem").implementedAs([this](const std::string& uuid) { return GetFilesystem(uuid); });
-    object.registerMethod("Rescan").onInterface(interface)
-        .implementedAs([this](sdbus::Result<>&& result) { Rescan(std::move(result)); });
-    object.registerSignal(interface, "DeviceAdded", "a{sv}", {"device"});
-    object.registerSignal(interface, "DeviceChanged", "a{sv}", {"device"});
-    object.registerSignal("DeviceRemoved").onInterface(interface).withParameters<std::string>("device");
-    object.registerSignal("FilesystemComplete").onInterface(interface).withParameters<std::string>("uuid");
-    object.registerSignal("FilesystemIncomplete").onInterface(interface).withParameters<std::string>("uuid");
-    registerAdaptor();
-  }
-
-  // DeviceAdded or DeviceChanged of `device`.
-  void emit_device(const char* name, const devices::Device& device) {
-    sdbus::Signal signal = getObject().createSignal(interface, name);
-    append_device(signal, device);
-    getObject().emitSignal(signal);
-  }
-  void emit(const char* name, const std::string& text) {
-    getObject().emitSignal(name).onInterface(interface).withArguments(text);
-  }
-  ~Manager() noexcept {
-    while (!pending_replies_.empty())
-      answer(pending_replies_.begin()->first, "diskgated stopped serving the bus before the rescan ended");
-    try {
-      unregisterAdaptor();
-    } catch (const std::exception&) {  // only frees slots; a dead bus is no reason to throw
-    }
-  }
-
- private:
-  std::string Resolve(const std::string& spec) {
-    auto resolution = map_.resolve(checked_spec(spec));
-    if (resolution.devices.empty()) throw sdbus::Error(error_not_found, fmt::format("no device matches {}", spec));
-    if (resolution.devices.size() > 1)
-      throw sdbus::Error(error_ambiguous, fmt::format("{} matches {} devices ({}); use ResolveAll", spec,
-                                                resolution.devices.size(), fmt::join(nodes_of(resolution), ", ")));
-    return resolution.devices.front()->kernel.node;
-  }
-  std::vector<std::string> ResolveAll(const std::string& spec) {
-    return nodes_of(map_.resolve(checked_spec(spec)));
-  }
-  void ListDevices(sdbus::MethodCall call) {
-    report_failures([&] {
-      sdbus::MethodReply reply = call.createReply();
-      reply.openContainer("a{sv}");
-      for (const devices::Device* device : map_.all()) append_device(reply, *device);
-      reply.closeContainer();
-      reply.send();
+  static int resolve(sd_bus_message* call, void* userdata, sd_bus_error* error) noexcept {
+    return answer_call(error, [&] {
+      std::string spec = read_string(call);
+      auto resolution = of(userdata).map_.resolve(checked_spec(spec));
+      if (resolution.devices.empty()) throw MethodError(error_not_found, fmt::format("no device matches {}", spec));
+      if (resolution.devices.size() > 1)
+        throw MethodError(error_ambiguous, fmt::format("{} matches {} devices ({}); use ResolveAll", spec,
+                                                       resolution.devices.size(), fmt::join(nodes_of(resolution), ", ")));
+      return sd_bus_reply_method_return(call, "s", resolution.devices.front()->kernel.node.c_str());
     });
   }
-  Dict GetFilesystem(const std::string& uuid) {
-    if (uuid.empty()) throw sdbus::Error(invalid_args, "GetFilesystem: the uuid is empty");
-    auto view = map_.filesystem(uuid);
-    if (!view) throw sdbus::Error(error_not_found, fmt::format("no filesystem has UUID {}", uuid));
-    return filesystem_dict(*view);
+
+  static int resolve_all(sd_bus_message* call, void* userdata, sd_bus_error* error) noexcept {
+    return answer_call(error, [&] {
+      auto nodes = nodes_of(of(userdata).map_.resolve(checked_spec(read_string(call))));
+      return reply(call, [&](MessageWriter& writer) { writer.append(nodes); });
+    });
   }
-  void Rescan(sdbus::Result<>&& result) {
-    // Answered when the scan is done, so a client calling in a loop waits
-    // for each scan instead of flooding the loop with calls. The pending
-    // reply stays here: it refers to the connection, and this object goes
-    // before the connection does.
-    std::uint64_t id = next_reply_++;
-    pending_replies_.emplace(id, std::move(result));
-    try {
-      rescan_([this, id, alive = std::weak_ptr<int>(alive_)]() noexcept {
-        if (!alive.expired()) answer(id, nullptr);
+
+  static int list_devices(sd_bus_message* call, void* userdata, sd_bus_error* error) noexcept {
+    return answer_call(error, [&] {
+      return reply(call, [&](MessageWriter& writer) {
+        writer.open('a', "a{sv}");
+        for (const devices::Device* device : of(userdata).map_.all()) append_device(writer, *device);
+        writer.close();
       });
-    } catch (const std::exception& e) {
-      answer(id, e.what());
-    }
+    });
   }
 
-  // Replies to a pending Rescan: done, or failed with `error`.
-  void answer(std::uint64_t id, const char* error) noexcept {
-    auto node = pending_replies_.extract(id);
-    if (node.empty()) return;
-    try {
-      if (error)
-        node.mapped().returnError(sdbus::Error("org.freedesktop.DBus.Error.Failed", error));
-      else
-        node.mapped().returnResults();
-    } catch (const std::exception&) {  // the caller or the bus is gone
-    }
+  static int get_filesystem(sd_bus_message* call, void* userdata, sd_bus_error* error) noexcept {
+    return answer_call(error, [&] {
+      std::string uuid = read_string(call);
+      if (uuid.empty()) throw MethodError(error_invalid_args, "GetFilesystem: the uuid is empty");
+      auto view = of(userdata).map_.filesystem(uuid);
+      if (!view) throw MethodError(error_not_found, fmt::format("no filesystem has UUID {}", uuid));
+      return reply(call, [&](MessageWriter& writer) { append_filesystem(writer, *view); });
+    });
   }
 
-  const devices::DeviceMap& map_;
-  Service::Rescan rescan_;
-  std::map<std::uint64_t, sdbus::Result<>> pending_replies_;
-  std::uint64_t next_reply_ = 0;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks that outlive us
+  // Answered when the scan is done, so a client calling in a loop waits
+  // for each scan instead of flooding the loop with calls.
+  static int rescan(sd_bus_message* call, void* userdata, sd_bus_error* error) noexcept {
+    return answer_call(error, [&] {
+      Service& service = of(userdata);
+      std::uint64_t id = service.next_rescan_++;
+      service.pending_rescans_.emplace(id, Message(sd_bus_message_ref(call)));
+      try {
+        service.rescan_([&service, id, alive = std::weak_ptr<int>(service.alive_)]() noexcept {
+          if (!alive.expired()) service.answer_rescan(id, nullptr);
+        });
+      } catch (const std::exception& e) {
+        service.answer_rescan(id, e.what());
+      }
+      return 1;  // replied to later
+    });
+  }
+
+  // /org/diskgate1/devices/NAME is the device the map has under NAME.
+  static int find_device(sd_bus*, const char* path, const char*, void* userdata, void** found,
+                         sd_bus_error*) noexcept {
+    auto name = kernel_name_of(path);
+    const devices::Device* device = name ? of(userdata).map_.find(*name) : nullptr;
+    if (!device) return 0;
+    *found = const_cast<devices::Device*>(device);  // read only: the getters take it as const
+    return 1;
+  }
+
+  static int enumerate_devices(sd_bus*, const char*, void* userdata, char*** nodes, sd_bus_error* error) noexcept {
+    return answer_call(error, [&] {
+      auto all = of(userdata).map_.all();
+      // sd-bus frees the list with free(): it is made with malloc.
+      auto** paths = static_cast<char**>(std::calloc(all.size() + 1, sizeof(char*)));
+      if (!paths) throw std::bad_alloc();
+      for (std::size_t i = 0; i < all.size(); ++i) {
+        paths[i] = ::strdup(device_object_path(all[i]->kernel.name).c_str());
+        if (!paths[i]) {
+          for (std::size_t j = 0; j < i; ++j) std::free(paths[j]);
+          std::free(paths);
+          throw std::bad_alloc();
+        }
+      }
+      *nodes = paths;
+      return 0;
+    });
+  }
+
+  static int device_property(sd_bus*, const char*, const char*, const char* property, sd_bus_message* reply,
+                             void* found, sd_bus_error* error) noexcept {
+    return answer_call(error, [&] {
+      const auto& device = *static_cast<const devices::Device*>(found);
+      for (const DeviceField& field : device_fields) {
+        if (std::strcmp(field.name, property) == 0) {
+          MessageWriter writer(reply);
+          field.write(writer, device);
+          return 1;
+        }
+      }
+      throw MethodError(error_invalid_args, fmt::format("no property {}", property));
+    });
+  }
+
+  static const sd_bus_vtable manager_vtable[];
+  static const sd_bus_vtable* device_vtable();  // made from device_fields
+
+  template <typename Write>
+  static int reply(sd_bus_message* call, Write&& write) {
+    sd_bus_message* raw = nullptr;
+    check(sd_bus_message_new_method_return(call, &raw), "creating a reply");
+    Message message(raw);
+    MessageWriter writer(raw);
+    write(writer);
+    return check(sd_bus_send(nullptr, raw, nullptr), "sending a reply");
+  }
 };
 
-class Service::DeviceObject final
-    : public sdbus::AdaptorInterfaces<org::diskgate1::Device_adaptor, sdbus::ManagedObject_adaptor,
-                                      sdbus::Properties_adaptor> {
- public:
-  // Reads the device from the map when asked: an sdbus::Variant costs a
-  // whole D-Bus message, so properties are made only on demand.
-  DeviceObject(sdbus::IConnection& connection, const devices::DeviceMap& map, std::string name)
-      : AdaptorInterfaces(connection, device_object_path(name)), map_(map), name_(std::move(name)) {
-    registerAdaptor();
-    emitInterfacesAddedSignal({org::diskgate1::Device_adaptor::INTERFACE_NAME});
-  }
-  // A lost bus makes the signal fail: nobody is there to hear it anyway.
-  ~DeviceObject() noexcept {
-    try {
-      emitInterfacesRemovedSignal({org::diskgate1::Device_adaptor::INTERFACE_NAME});
-    } catch (const std::exception&) {
-    }
-    try {
-      unregisterAdaptor();
-    } catch (const std::exception&) {
-    }
-  }
-  void changed() { emitPropertiesChangedSignal(org::diskgate1::Device_adaptor::INTERFACE_NAME); }
+namespace {
 
- private:
-  // The object exists exactly while the map has the device; the fallback is
-  // only a guard.
-  const devices::Device& device() const {
-    static const devices::Device gone;
-    const devices::Device* device = map_.find(name_);
-    return device ? *device : gone;
-  }
-  std::string tag(std::string_view name) const { return probe::tag_value(device().identity.tags, name); }
+constexpr std::uint64_t anyone = SD_BUS_VTABLE_UNPRIVILEGED;  // the bus policy decides who may call
+constexpr std::uint64_t emits_change = SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE;
 
-  std::string Node() override { return device().kernel.node; }
-  std::string Parent() override { return device().kernel.parent; }
-  uint64_t Size() override { return device().kernel.size_bytes; }
-  std::string State() override { return state_name(device().identity.state); }
-  std::string Error() override { return device().identity.error; }
-  std::string Type() override { return tag("TYPE"); }
-  std::string Uuid() override { return tag("UUID"); }
-  std::string Label() override { return tag("LABEL"); }
-  std::map<std::string, std::string> Tags() override { return tag_map(device()); }
-  uint64_t BtrfsDevid() override {
-    const probe::BtrfsMember* member = devices::btrfs_member(device());
-    return member ? member->devid : 0;
-  }
+// The interfaces as dbus/org.diskgate1.Manager.xml and Device.xml declare
+// them (tests/dbus/introspection_test.sh compares).
+}  // namespace
 
-  const devices::DeviceMap& map_;
-  std::string name_;
-};
+const sd_bus_vtable Service::Calls::manager_vtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_METHOD_WITH_NAMES("Resolve", "s", SD_BUS_PARAM(spec), "s", SD_BUS_PARAM(device),
+                             resolve, anyone),
+    SD_BUS_METHOD_WITH_NAMES("ResolveAll", "s", SD_BUS_PARAM(spec), "as", SD_BUS_PARAM(devices),
+                             resolve_all, anyone),
+    SD_BUS_METHOD_WITH_NAMES("ListDevices", "", "", "aa{sv}", SD_BUS_PARAM(devices),
+                             list_devices, anyone),
+    SD_BUS_METHOD_WITH_NAMES("GetFilesystem", "s", SD_BUS_PARAM(uuid), "a{sv}", SD_BUS_PARAM(filesystem),
+                             get_filesystem, anyone),
+    SD_BUS_METHOD("Rescan", "", "", rescan, anyone),
+    SD_BUS_SIGNAL_WITH_NAMES("DeviceAdded", "a{sv}", SD_BUS_PARAM(device), 0),
+    SD_BUS_SIGNAL_WITH_NAMES("DeviceChanged", "a{sv}", SD_BUS_PARAM(device), 0),
+    SD_BUS_SIGNAL_WITH_NAMES("DeviceRemoved", "s", SD_BUS_PARAM(device), 0),
+    SD_BUS_SIGNAL_WITH_NAMES("FilesystemComplete", "s", SD_BUS_PARAM(uuid), 0),
+    SD_BUS_SIGNAL_WITH_NAMES("FilesystemIncomplete", "s", SD_BUS_PARAM(uuid), 0),
+    SD_BUS_VTABLE_END};
 
-Service::Service(sdbus::IConnection& connection, const devices::DeviceMap& map, Rescan rescan)
-    : connection_(connection), map_(map), manager_(std::make_unique<Manager>(connection, map, std::move(rescan))) {
+const sd_bus_vtable* Service::Calls::device_vtable() {
+  static const std::vector<sd_bus_vtable> vtable = [] {
+    std::vector<sd_bus_vtable> entries{SD_BUS_VTABLE_START(0)};
+    for (const DeviceField& field : device_fields)
+      entries.push_back(SD_BUS_PROPERTY(field.name, field.signature, device_property, 0, emits_change));
+    entries.push_back(SD_BUS_VTABLE_END);
+    return entries;
+  }();
+  return vtable.data();
+}
+
+Service::Service(Bus& bus, const devices::DeviceMap& map, Rescan rescan)
+    : bus_(bus), map_(map), rescan_(std::move(rescan)) {
+  sd_bus_slot* slot = nullptr;
+  check(sd_bus_add_object_vtable(bus_.get(), &slot, manager_path, manager_interface, Calls::manager_vtable, this),
+        "registering the Manager");
+  manager_.reset(slot);
+  check(sd_bus_add_object_manager(bus_.get(), &slot, manager_path), "registering the ObjectManager");
+  object_manager_.reset(slot);
+  check(sd_bus_add_fallback_vtable(bus_.get(), &slot, devices_path, device_interface, Calls::device_vtable(),
+                                   Calls::find_device, this),
+        "registering the devices");
+  devices_.reset(slot);
+  check(sd_bus_add_node_enumerator(bus_.get(), &slot, devices_path, Calls::enumerate_devices, this),
+        "registering the devices");
+  enumerator_.reset(slot);
   for (const devices::Device* device : map_.all())
-    objects_[device->kernel.name] = std::make_unique<DeviceObject>(connection_, map_, device->kernel.name);
+    check(sd_bus_emit_interfaces_added(bus_.get(), device_object_path(device->kernel.name).c_str(),
+                                       device_interface, nullptr),
+          "announcing a device");
 }
 
-Service::~Service() noexcept { drop(); }
-
-void Service::drop() noexcept {
-  objects_.clear();  // device objects first: they live under the manager's path
-  manager_.reset();
+Service::~Service() noexcept {
+  while (!pending_rescans_.empty())
+    answer_rescan(pending_rescans_.begin()->first, "diskgated stopped serving the bus before the rescan ended");
+  if (!bus_.is_open()) return;  // nobody is there to hear it
+  for (const devices::Device* device : map_.all())
+    sd_bus_emit_interfaces_removed(bus_.get(), device_object_path(device->kernel.name).c_str(), device_interface,
+                                   nullptr);
 }
 
-void Service::refresh(const devices::Device& device) {
-  // (No empty entry is left behind when creating the object throws.)
-  if (auto it = objects_.find(device.kernel.name); it != objects_.end())
-    it->second->changed();
+void Service::answer_rescan(std::uint64_t id, const char* error) noexcept {
+  auto node = pending_rescans_.extract(id);
+  if (node.empty()) return;
+  // A failure means the caller or the bus is gone: nothing to do.
+  if (error)
+    sd_bus_reply_method_errorf(node.mapped().get(), error_failed, "%s", error);
   else
-    objects_.emplace(device.kernel.name, std::make_unique<DeviceObject>(connection_, map_, device.kernel.name));
+    sd_bus_reply_method_return(node.mapped().get(), "");
+}
+
+void Service::emit_device(const char* member, const devices::Device& device) {
+  sd_bus_message* raw = nullptr;
+  check(sd_bus_message_new_signal(bus_.get(), &raw, manager_path, manager_interface, member), "creating a signal");
+  Message signal(raw);
+  MessageWriter writer(raw);
+  append_device(writer, device);
+  check(sd_bus_send(bus_.get(), raw, nullptr), fmt::format("emitting {}", member));
+}
+
+void Service::emit(const char* member, const std::string& text) {
+  check(sd_bus_emit_signal(bus_.get(), manager_path, manager_interface, member, "s", text.c_str()),
+        fmt::format("emitting {}", member));
 }
 
 void Service::publish(const std::vector<devices::Change>& changes) {
-  if (!manager_) return;
-  if (!connection_open(connection_)) {
-    drop();
-    return;
-  }
+  if (!bus_.is_open()) return;
   std::exception_ptr first_failure;
   for (const devices::Change& change : changes) {
     try {
@@ -339,23 +374,29 @@ void Service::publish(const std::vector<devices::Change>& changes) {
 }
 
 void Service::publish_one(const devices::Change& change) {
+  sd_bus* bus = bus_.get();
   if (auto* added = std::get_if<devices::DeviceAdded>(&change)) {
     if (const devices::Device* device = map_.find(added->name)) {
-      refresh(*device);
-      manager_->emit_device("DeviceAdded", *device);
+      check(sd_bus_emit_interfaces_added(bus, device_object_path(added->name).c_str(), device_interface, nullptr),
+            "announcing a device");
+      emit_device("DeviceAdded", *device);
     }
   } else if (auto* changed = std::get_if<devices::DeviceChanged>(&change)) {
     if (const devices::Device* device = map_.find(changed->name)) {
-      refresh(*device);
-      manager_->emit_device("DeviceChanged", *device);
+      // (No names: every property, as they all may have changed.)
+      check(sd_bus_emit_properties_changed_strv(bus, device_object_path(changed->name).c_str(), device_interface,
+                                                nullptr),
+            "announcing a device's change");
+      emit_device("DeviceChanged", *device);
     }
   } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change)) {
-    objects_.erase(removed->name);
-    manager_->emit("DeviceRemoved", removed->node);
+    check(sd_bus_emit_interfaces_removed(bus, device_object_path(removed->name).c_str(), device_interface, nullptr),
+          "announcing a device's removal");
+    emit("DeviceRemoved", removed->node);
   } else if (auto* complete = std::get_if<devices::FilesystemComplete>(&change)) {
-    manager_->emit("FilesystemComplete", complete->uuid);
+    emit("FilesystemComplete", complete->uuid);
   } else if (auto* incomplete = std::get_if<devices::FilesystemIncomplete>(&change)) {
-    manager_->emit("FilesystemIncomplete", incomplete->uuid);
+    emit("FilesystemIncomplete", incomplete->uuid);
   }
 }
 

@@ -27,8 +27,11 @@ struct KernelDevice {
 struct Identity {
   enum class State { unprobed, identified, unidentified, unreadable };
   State state = State::unprobed;
-  probe::Report report;     // valid when identified (and when unidentified: empty)
   probe::Tags tags;         // plain-blkid tags (UUID, LABEL, TYPE, PARTUUID, ...)
+  // What assembling a btrfs needs beyond the tags, when the device's one
+  // superblock is a btrfs member. (Not the whole probe::Report: the map
+  // keeps only what it uses, a device's memory is a goal.)
+  std::optional<probe::BtrfsMember> btrfs;
   std::string error;        // why unreadable: "no medium", "Input/output error", ...
 };
 

@@ -75,9 +75,8 @@ overloaded(F...) -> overloaded<F...>;
 
 const probe::BtrfsMember* btrfs_member(const Device& device) {
   const Identity& identity = device.identity;
-  if (identity.state != State::identified || identity.report.superblocks.size() != 1) return nullptr;
-  const auto& member = identity.report.superblocks.front().btrfs;
-  return member ? &*member : nullptr;
+  if (identity.state != State::identified || !identity.btrfs) return nullptr;
+  return &*identity.btrfs;
 }
 
 std::ostream& operator<<(std::ostream& out, const Change& change) {
@@ -112,19 +111,15 @@ namespace {
 // What a client can see of an identity; a re-probe that finds the same is
 // no change.
 bool same_identity(const Identity& a, const Identity& b) {
-  const auto& sa = a.report.superblocks;
-  const auto& sb = b.report.superblocks;
-  auto member = [](const std::vector<probe::Superblock>& sbs) {
-    return sbs.size() == 1 ? sbs.front().btrfs : std::nullopt;
-  };
-  return a.state == b.state && a.tags == b.tags && a.error == b.error && sa.size() == sb.size() &&
-         member(sa) == member(sb);
+  return a.state == b.state && a.tags == b.tags && a.error == b.error && a.btrfs == b.btrfs;
 }
 }  // namespace
 
 void DeviceMap::reset_identity(Entry& entry) {
   if (entry.device.kernel.size_bytes == 0) {
-    entry.device.identity = Identity{State::unreadable, {}, {}, "no medium"};
+    entry.device.identity = Identity{};
+    entry.device.identity.state = State::unreadable;
+    entry.device.identity.error = "no medium";
     entry.pending.reset();
   } else {
     entry.device.identity = Identity{};
@@ -298,7 +293,7 @@ FilesystemView DeviceMap::view(const std::set<std::string>& names) const {
       newest = &member;
   }
   view.uuid = newest->btrfs->fsid;
-  view.type = newest->device->identity.report.superblocks.front().type;
+  view.type = probe::tag_value(newest->device->identity.tags, "TYPE");
   view.label = newest->btrfs->label;
   view.expected = newest->btrfs->num_devices;
 
@@ -389,6 +384,13 @@ const Device* DeviceMap::find_node(std::string_view node) const {
 std::vector<const Device*> DeviceMap::all() const {
   std::vector<const Device*> out;
   for (const auto& [name, entry] : devices_) out.push_back(&entry.device);
+  return out;
+}
+
+std::vector<const Device*> DeviceMap::partitions_of(std::string_view disk) const {
+  std::vector<const Device*> out;
+  for (auto it = devices_.upper_bound(disk); it != devices_.end() && it->first.starts_with(disk); ++it)
+    if (it->second.device.kernel.parent == disk) out.push_back(&it->second.device);
   return out;
 }
 

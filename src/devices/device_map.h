@@ -177,6 +177,9 @@ class DeviceMap {
   // The device whose node is `node` ("/dev/sda1"), if any.
   const Device* find_node(std::string_view node) const;
   std::vector<const Device*> all() const;  // sorted by kernel name
+  // The partitions of the disk named `disk` (their names begin with the
+  // disk's: sda1, loop0p1, nvme0n1p2), found by name, not by a scan.
+  std::vector<const Device*> partitions_of(std::string_view disk) const;
   Resolution resolve(const Spec& spec) const;
   std::optional<FilesystemView> filesystem(std::string_view uuid) const;  // uuid in any case
   std::vector<FilesystemView> filesystems() const;                         // by folded uuid

@@ -33,10 +33,11 @@ auto run_prober(const Prober& prober, Source& source, const Debug& debug) -> dec
 }
 }  // namespace
 
-std::string tag_value(const Tags& tags, std::string_view name) {
+const std::string& tag_value(const Tags& tags, std::string_view name) {
+  static const std::string none;
   for (const Tag& tag : tags)
     if (tag.name == name) return tag.value;
-  return {};
+  return none;
 }
 
 std::span<const SuperblockProber> superblock_probers() { return superblock_table; }

@@ -25,8 +25,9 @@ struct Tag {
 };
 using Tags = std::vector<Tag>;
 
-// The value of the first tag called `name`; empty when there is none.
-std::string tag_value(const Tags& tags, std::string_view name);
+// The value of the first tag called `name` (a reference into `tags`); an
+// empty string when there is none.
+const std::string& tag_value(const Tags& tags, std::string_view name);
 
 // Receives one line per rejected candidate ("ext4: superblock checksum ...").
 using Debug = std::function<void(std::string_view)>;

@@ -313,13 +313,14 @@ simple_fs() {
 	check "$name: object /org/diskgate1/devices/$kname has Uuid, Type, Label, Node, State" \
 		"$uuid $type $label $node identified" \
 		"$(dg_prop "$kname" Uuid) $(dg_prop "$kname" Type) $(dg_prop "$kname" Label) $(dg_prop "$kname" Node) $(dg_prop "$kname" State)"
-	check "$name: the object's properties are the documented ten" \
-		"BtrfsDevid,Error,Label,Node,Parent,Size,State,Tags,Type,Uuid" \
+	check "$name: the object's properties are the documented nineteen" \
+		"BtrfsDevices,BtrfsDevid,Error,Label,Major,Minor,Name,Node,Parent,PartLabel,PartUuid,Removable,Size,State,SysPath,Tags,Type,Uuid,UuidSub" \
 		"$(busctl --address="$BUS" --json=short call org.diskgate1 "/org/diskgate1/devices/$kname" \
 			org.freedesktop.DBus.Properties GetAll s org.diskgate1.Device | jq -r '.data[0] | keys | join(",")')"
-	check "$name: ListDevices gives $node those and the kernel details" "$kname /sys/ 7 true" \
-		"$(dg_call ListDevices | jq -r --arg n "$node" '.data[0][] | select(.Node.data == $n) |
-			"\(.Name.data) \(.SysPath.data[0:5]) \(.Major.data) \(has("Tags") and has("BtrfsDevices") and has("PartUuid"))"')"
+	check "$name: ListDevices gives $node the same dictionary as its object" "$kname /sys/ 7 true" \
+		"$(dg_call ListDevices | jq -r --arg n "$node" --argjson o "$(busctl --address="$BUS" --json=short call org.diskgate1 \
+			"/org/diskgate1/devices/$kname" org.freedesktop.DBus.Properties GetAll s org.diskgate1.Device | jq -c '.data[0]')" \
+			'.data[0][] | select(.Node.data == $n) | "\(.Name.data) \(.SysPath.data[0:5]) \(.Major.data) \(. == $o)"')"
 	check "$name: GetFilesystem says complete, 1 of 1" "true 1 1 \"$type\"" \
 		"$(fs_field "$uuid" complete) $(fs_field "$uuid" present) $(fs_field "$uuid" expected) $(fs_field "$uuid" type)"
 	check_cmd "$name: FilesystemComplete signal for $uuid" manager_signal "$m" FilesystemComplete "$uuid"

@@ -124,6 +124,17 @@ TEST_CASE("device object paths escape what an object path element may not hold")
   CHECK(device_object_path("") == "/org/diskgate1/devices/_");
 }
 
+TEST_CASE("a device object path gives back its kernel name, and any other path none") {
+  using diskgate::dbus::device_object_path;
+  using diskgate::dbus::kernel_name_of;
+  for (std::string name : {"sda1", "dm-0", "a_b", "", "nvme0n1p2", "md/0", "x\xff.y"})
+    CHECK(kernel_name_of(device_object_path(name)) == name);
+  for (const char* path : {"/org/diskgate1", "/org/diskgate1/devices", "/org/diskgate1/devices/", "/org/diskgate1/gate",
+                           "/org/diskgate1/devicesX/sda", "/org/diskgate1/devices/sda/x", "/org/diskgate1/devices/a_2",
+                           "/org/diskgate1/devices/a_zz", "/org/diskgate1/devices/a_41", "/org/diskgate1/devices/a_2D0"})
+    CHECK_FALSE(kernel_name_of(path).has_value());
+}
+
 TEST_CASE("event loop: a callback that throws is logged and the loop goes on") {
   EventLoop loop;
   bool later = false;

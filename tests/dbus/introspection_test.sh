@@ -1,9 +1,10 @@
 #!/bin/bash
-# What diskgated serves is what dbus/*.xml promise: the Manager interface is
-# registered by hand (src/dbus/service.cc), so its introspection is compared
-# with dbus/org.diskgate1.Manager.xml, member by member (methods and signals,
-# argument names, types and directions); the Device interface, generated
-# from its XML, on one device object as a control.
+# What diskgated serves is what dbus/*.xml promise: its interfaces are sd-bus
+# vtables written by hand (src/dbus/service.cc, gate_object.cc), so each
+# one's introspection is compared with its XML, member by member (methods
+# and signals with their argument names, types and directions; properties
+# with their types): the Manager, a device object and the Gate (a gate
+# waiting for an absent filesystem).
 #
 #   tests/dbus/introspection_test.sh DISKGATED
 #
@@ -40,7 +41,8 @@ dbus-daemon --session --fork --print-pid=1 --address="$BUS" >"$WORK/bus.pid" || 
 	exit 1
 }
 BUS_PID=$(<"$WORK/bus.pid")
-"$DISKGATED" --bus "$BUS" --uevents kernel 2>"$WORK/daemon.log" &
+"$DISKGATED" --bus "$BUS" --uevents kernel --source "UUID=$(cat /proc/sys/kernel/random/uuid)" \
+	--target "$WORK/mnt" --exec /bin/sleep -- 1000 2>"$WORK/daemon.log" &
 DAEMON_PID=$!
 owned() { dbus-send --bus="$BUS" --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.NameHasOwner string:org.diskgate1 2>/dev/null | grep -q true; }
 wait_until 10 owned || {
@@ -58,7 +60,7 @@ def members(tree, interface):
     for i in tree.iter("interface"):
         if i.get("name") == interface:
             return {(m.tag, m.get("name")): [(a.get("name"), a.get("type"), a.get("direction", "out" if m.tag == "method" else ""))
-                                            for a in m.findall("arg")]
+                                            for a in m.findall("arg")] + [m.get("type")]
                     for m in i if m.tag in ("method", "signal", "property")}
     return None
 promised = members(ET.parse(sys.argv[1]), sys.argv[2])
@@ -81,5 +83,8 @@ if [[ -n $device ]]; then
 else
 	not_ok "a device object to introspect under /org/diskgate1/devices"
 fi
+introspect /org/diskgate1/gate >"$WORK/gate.xml" 2>&1
+check "org.diskgate1.Gate as served equals dbus/org.diskgate1.Gate.xml" same \
+	"$(compare "$root/dbus/org.diskgate1.Gate.xml" org.diskgate1.Gate "$WORK/gate.xml")"
 echo "# $PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]

@@ -22,7 +22,6 @@ Identity filesystem(const std::string& type, const std::string& uuid, const std:
   sb.type = type;
   if (!label.empty()) sb.tags.push_back({"LABEL", label});
   if (!uuid.empty()) sb.tags.push_back({"UUID", uuid});
-  id.report.superblocks.push_back(sb);
   id.tags = sb.tags;
   id.tags.push_back({"TYPE", type});
   return id;
@@ -35,8 +34,7 @@ Identity btrfs(const std::string& fsid, const std::string& sub, std::uint64_t de
   probe::Superblock sb;
   sb.type = "btrfs";
   sb.tags = {{"LABEL", label}, {"UUID", fsid}, {"UUID_SUB", sub}, {"BLOCK_SIZE", "4096"}};
-  sb.btrfs = probe::BtrfsMember{fsid, sub, devid, num_devices, generation, GiB, label};
-  id.report.superblocks.push_back(sb);
+  id.btrfs = probe::BtrfsMember{fsid, sub, devid, num_devices, generation, GiB, label};
   id.tags = sb.tags;
   id.tags.push_back({"TYPE", "btrfs"});
   return id;
@@ -49,13 +47,7 @@ Identity unidentified() {
 }
 
 Identity in_partition(Identity id, const std::string& partuuid, const std::string& partlabel) {
-  probe::PartitionEntry entry;
-  entry.number = 1;
-  entry.uuid = partuuid;
-  entry.name = partlabel;
   id.state = Identity::State::identified;
-  id.report.entry = entry;
-  id.report.entry_scheme = partlabel.empty() ? "dos" : "gpt";
   if (!partlabel.empty()) id.tags.push_back({"PARTLABEL", partlabel});
   id.tags.push_back({"PARTUUID", partuuid});
   return id;

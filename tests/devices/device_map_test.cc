@@ -137,6 +137,21 @@ TEST_CASE("all() lists devices sorted by kernel name") {
   CHECK(names(map.all()) == std::vector<std::string>{"loop0", "nvme0n1", "sda1", "sda2", "sdb"});
 }
 
+TEST_CASE("partitions_of() finds a disk's partitions by name, not another disk's") {
+  DeviceMap map;
+  map.apply(Upsert{kdev("loop1", 7, 1)});
+  map.apply(Upsert{kdev("loop1p1", 259, 0, GiB, "loop1")});
+  map.apply(Upsert{kdev("loop1p2", 259, 1, GiB, "loop1")});
+  map.apply(Upsert{kdev("loop10", 7, 10)});  // begins with loop1: not its partition
+  map.apply(Upsert{kdev("loop10p1", 259, 2, GiB, "loop10")});
+  map.apply(Upsert{kdev("sda", 8, 0)});
+  CHECK(names(map.partitions_of("loop1")) == std::vector<std::string>{"loop1p1", "loop1p2"});
+  CHECK(names(map.partitions_of("loop10")) == std::vector<std::string>{"loop10p1"});
+  CHECK(map.partitions_of("sda").empty());
+  CHECK(map.partitions_of("loop1p1").empty());
+  CHECK(map.partitions_of("nosuch").empty());
+}
+
 // ---- Kernel facts and media changes ----
 
 TEST_CASE("a duplicate upsert changes nothing") {
@@ -696,9 +711,11 @@ TEST_CASE("a device that is not a btrfs member but has the fsid is a conflict") 
   DeviceMap map;
   add(map, kdev("sda", 8, 0), btrfs(fsid, sub1, 1, 1));
   REQUIRE(map.filesystem(fsid)->complete);
-  // Ambivalent: two superblocks, so no btrfs membership is taken from it.
+  // Ambivalent (two superblocks, as identify_device gives it: no btrfs
+  // membership is taken from it), but its tags still carry the fsid.
   Identity ambivalent = btrfs(fsid, sub2, 2, 2);
-  ambivalent.report.superblocks.push_back(probe::Superblock{"ext4", "filesystem", {}, std::nullopt});
+  ambivalent.btrfs.reset();
+  ambivalent.error = "ambivalent: several filesystems on the device";
   CHECK(add(map, kdev("sdb", 8, 16), ambivalent).back() == Change{FilesystemIncomplete{fsid}});
   auto fs = map.filesystem(fsid);
   CHECK(fs->conflicts == std::vector<Conflict>{Conflict{{}, {}, {"/dev/sdb"}}});

@@ -529,9 +529,7 @@ TEST_CASE("gate: a member going away stops the program, unmounts, and waits; its
     const devices::Device* device = h.map.find(name);
     bool member = device && device->kernel.size_bytes > 0 &&
                   device->identity.state == devices::Identity::State::identified &&
-                  !device->identity.report.superblocks.empty() &&
-                  device->identity.report.superblocks.front().btrfs &&
-                  device->identity.report.superblocks.front().btrfs->fsid == fsid;
+                  device->identity.btrfs && device->identity.btrfs->fsid == fsid;
     if (device && !member) h.remove(name);
     if (!member) h.add(std::string(name) == "sdb" ? sdb() : sdc(), std::string(name) == "sdb" ? member2() : member1());
   }
