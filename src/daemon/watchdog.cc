@@ -3,7 +3,6 @@
 #include <charconv>
 #include <cstdint>
 
-#include "daemon/event_loop.h"
 #include "daemon/notify.h"
 
 namespace diskgate::daemon {
@@ -18,9 +17,9 @@ std::optional<Number> parse_decimal(std::string_view text) {
   return value;
 }
 
-void feed(EventLoop& loop, std::chrono::microseconds period) {
+void feed(gate::Loop& loop, std::chrono::microseconds period) {
   notify("WATCHDOG=1");
-  loop.add_timer(period, [&loop, period] { feed(loop, period); });
+  loop.after(period, [&loop, period] { feed(loop, period); });
 }
 
 }  // namespace
@@ -39,6 +38,6 @@ std::optional<std::chrono::microseconds> watchdog_interval(std::optional<std::st
   return std::chrono::microseconds(*microseconds);
 }
 
-void keep_watchdog_fed(EventLoop& loop, std::chrono::microseconds interval) { feed(loop, interval / 2); }
+void keep_watchdog_fed(gate::Loop& loop, std::chrono::microseconds interval) { feed(loop, interval / 2); }
 
 }  // namespace diskgate::daemon

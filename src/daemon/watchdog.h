@@ -11,9 +11,9 @@
 #include <optional>
 #include <string_view>
 
-namespace diskgate::daemon {
+#include "gate/loop.h"
 
-class EventLoop;
+namespace diskgate::daemon {
 
 // The interval systemd asks for, as sd_watchdog_enabled(3) reads it:
 // `usec` a positive decimal number of microseconds; `pid`, when given, must
@@ -23,7 +23,7 @@ std::optional<std::chrono::microseconds> watchdog_interval(std::optional<std::st
                                                            std::optional<std::string_view> pid, pid_t self);
 
 // Sends "WATCHDOG=1" every half `interval` (sd_watchdog_enabled's advice),
-// from timers on `loop`, for as long as the loop runs.
-void keep_watchdog_fed(EventLoop& loop, std::chrono::microseconds interval);
+// from timers on `loop` (the daemon's EventLoop), for as long as it runs.
+void keep_watchdog_fed(gate::Loop& loop, std::chrono::microseconds interval);
 
 }  // namespace diskgate::daemon

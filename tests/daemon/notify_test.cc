@@ -4,6 +4,7 @@
 
 #include "daemon/event_loop.h"
 #include "daemon/watchdog.h"
+#include "gate/fakes.h"
 
 #include <catch2/catch.hpp>
 #include <cerrno>
@@ -150,6 +151,27 @@ TEST_CASE("watchdog: WATCHDOG_USEC and WATCHDOG_PID read as sd_watchdog_enabled 
     CHECK(watchdog_interval(bad, std::nullopt, 42) == std::nullopt);
 }
 
+TEST_CASE("watchdog: WATCHDOG=1 at once, then every half interval, on the loop's clock") {
+  Receiver receiver(unique("@diskgate-watchdog-clock-"));
+  Environment env(receiver.name);
+  diskgate::gate::fakes::ManualLoop loop;
+  diskgate::daemon::keep_watchdog_fed(loop, std::chrono::seconds(120));
+  auto pings = [&] {
+    int n = 0;
+    while (!receiver.empty()) n += receiver.receive() == "WATCHDOG=1";
+    return n;
+  };
+  CHECK(pings() == 1);
+  loop.advance(std::chrono::seconds(59));
+  CHECK(pings() == 0);  // not before half the interval
+  loop.advance(std::chrono::seconds(1));
+  CHECK(pings() == 1);
+  loop.advance(std::chrono::minutes(10));
+  CHECK(pings() == 10);  // one every 60 s, none skipped or doubled
+  CHECK(loop.pending_timers() == 1);
+}
+
+// The real loop and clock (the seam crossed): generous bounds.
 TEST_CASE("watchdog: the event loop sends WATCHDOG=1 every half interval, only while it runs") {
   Receiver receiver(unique("@diskgate-watchdog-test-"));
   Environment env(receiver.name);
