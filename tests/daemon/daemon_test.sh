@@ -36,24 +36,7 @@ need_tools losetup sfdisk partx blkid dbus-daemon dbus-send busctl jq
 need_executables "$DISKGATED" "$DISKGATECTL"
 if [[ $MODE == udev ]]; then
 	[[ -x $UDEVD_BIN ]] || skip "$UDEVD_BIN is not installed"
-	# A udevd process, zombies aside.
-	udevd_runs() { pgrep -x -r D,R,S,T systemd-udevd >/dev/null || pgrep -x -r D,R,S,T udevd >/dev/null; }
-	# One that is starting makes its control socket in a moment.
-	for ((i = 0; i < 100; i++)); do
-		[[ -e /run/udev/control ]] || ! udevd_runs && break
-		sleep 0.1
-	done
-	if [[ -e /run/udev/control ]]; then
-		# udevd never removes its control socket: it outlives a udevd that
-		# died. With nobody there, take the dead socket away; the test then
-		# starts its own udevd.
-		if ! udevadm control --ping --timeout=2 >/dev/null 2>&1; then
-			udevd_runs && skip "a udevd runs but does not answer on /run/udev/control"
-			rm -f /run/udev/control
-		fi
-	elif udevd_runs; then
-		skip "a udevd runs but /run/udev/control is absent"
-	fi
+	need_udevd_slot  # the test then starts its own udevd unless one answers
 fi
 
 WORK=$(mktemp -d /tmp/diskgate-daemon-test.XXXXXX)

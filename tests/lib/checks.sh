@@ -68,6 +68,28 @@ need_free_loop() { losetup -f >/dev/null 2>&1 || skip "no free loop device"; }
 # need_fs FSTYPE: the kernel has it.
 need_fs() { grep -qw "$1" /proc/filesystems || skip "the kernel has no $1 (not in /proc/filesystems)"; }
 # need_tools TOOL...: each is installed (the first missing one is named).
+# need_udevd_slot: skips unless /run/udev/control is either answered by a
+# udevd or free for the test's own (a dead udevd's socket is removed).
+need_udevd_slot() {
+	# A udevd process, zombies aside.
+	udevd_runs() { pgrep -x -r D,R,S,T systemd-udevd >/dev/null || pgrep -x -r D,R,S,T udevd >/dev/null; }
+	local i
+	# One that is starting makes its control socket in a moment.
+	for ((i = 0; i < 100; i++)); do
+		[[ -e /run/udev/control ]] || ! udevd_runs && break
+		sleep 0.1
+	done
+	if [[ -e /run/udev/control ]]; then
+		# udevd never removes its control socket: it outlives a udevd that
+		# died. With nobody there, take the dead socket away.
+		if ! udevadm control --ping --timeout=2 >/dev/null 2>&1; then
+			udevd_runs && skip "a udevd runs but does not answer on /run/udev/control"
+			rm -f /run/udev/control
+		fi
+	elif udevd_runs; then
+		skip "a udevd runs but /run/udev/control is absent"
+	fi
+}
 need_tools() {
 	local tool
 	for tool in "$@"; do

@@ -75,19 +75,7 @@ if [[ $MODE == udev ]]; then
 	# As tests/daemon/daemon_test.sh: our own udevd unless one answers.
 	[[ -x $UDEVD_BIN ]] || skip "$UDEVD_BIN is not installed"
 	need_tools udevadm
-	udevd_runs() { pgrep -x -r D,R,S,T systemd-udevd >/dev/null || pgrep -x -r D,R,S,T udevd >/dev/null; }
-	for ((i = 0; i < 100; i++)); do
-		[[ -e /run/udev/control ]] || ! udevd_runs && break
-		sleep 0.1
-	done
-	if [[ -e /run/udev/control ]]; then
-		if ! udevadm control --ping --timeout=2 >/dev/null 2>&1; then
-			udevd_runs && skip "a udevd runs but does not answer on /run/udev/control"
-			rm -f /run/udev/control
-		fi
-	elif udevd_runs; then
-		skip "a udevd runs but /run/udev/control is absent"
-	fi
+	need_udevd_slot
 fi
 
 WORK=$(mktemp -d /tmp/diskgate-storm.XXXXXX)
