@@ -342,13 +342,8 @@ void DeviceMonitor::on_written_nodes() {
     const devices::Device* device = map_.find_node(node);
     if (!device) continue;
     log(Level::debug, "{} was written to: probing again", node);
-    // A disk's partitions too, as udevd does for a disk it watches: their
-    // PARTUUID and PARTLABEL come from the disk's table, which a wipefs,
-    // mkfs or new table may have replaced under them.
-    std::vector<devices::KernelDevice> rewritten{device->kernel};  // apply() may invalidate `device`
-    for (const devices::Device* partition : map_.partitions_of(device->kernel.name))
-      rewritten.push_back(partition->kernel);
-    for (const devices::KernelDevice& kernel : rewritten) apply(devices::Upsert{kernel, true});
+    devices::KernelDevice kernel = device->kernel;  // apply() may invalidate `device`
+    apply(devices::Upsert{kernel, true});  // (a disk's partitions are probed again too)
   }
 }
 

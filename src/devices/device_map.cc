@@ -137,6 +137,7 @@ void DeviceMap::upsert(const KernelDevice& kernel, bool media_changed, std::vect
     reset_identity(entry);
     out.emplace_back(DeviceAdded{kernel.name});
     if (entry.pending) out.emplace_back(NeedsProbe{kernel.name, *entry.pending});
+    reprobe_partitions(kernel, out);  // a disk back (a synthetic remove, say) with its partitions still there
     return;
   }
   Entry& entry = it->second;
@@ -164,6 +165,20 @@ void DeviceMap::upsert(const KernelDevice& kernel, bool media_changed, std::vect
   }
   if (facts_changed || contents_gone) out.emplace_back(DeviceChanged{kernel.name});
   if ((contents_gone || media_changed) && entry.pending) out.emplace_back(NeedsProbe{kernel.name, *entry.pending});
+  if (contents_gone || media_changed) reprobe_partitions(kernel, out);
+}
+
+void DeviceMap::reprobe_partitions(const KernelDevice& disk, std::vector<Change>& out) {
+  // A partition's PARTUUID and PARTLABEL come from its disk's table, and a
+  // mkfs, wipefs or new table on the disk may have overwritten its contents
+  // too: probe it again, keeping its identity meanwhile as for a change.
+  if (!disk.parent.empty()) return;
+  for (auto it = devices_.upper_bound(disk.name); it != devices_.end() && it->first.starts_with(disk.name); ++it) {
+    Entry& partition = it->second;
+    if (partition.device.kernel.parent != disk.name || partition.device.kernel.size_bytes == 0) continue;
+    partition.pending = next_token_++;
+    out.emplace_back(NeedsProbe{it->first, *partition.pending});
+  }
 }
 
 void DeviceMap::remove(const std::string& name, std::vector<Change>& out) {
@@ -384,13 +399,6 @@ const Device* DeviceMap::find_node(std::string_view node) const {
 std::vector<const Device*> DeviceMap::all() const {
   std::vector<const Device*> out;
   for (const auto& [name, entry] : devices_) out.push_back(&entry.device);
-  return out;
-}
-
-std::vector<const Device*> DeviceMap::partitions_of(std::string_view disk) const {
-  std::vector<const Device*> out;
-  for (auto it = devices_.upper_bound(disk); it != devices_.end() && it->first.starts_with(disk); ++it)
-    if (it->second.device.kernel.parent == disk) out.push_back(&it->second.device);
   return out;
 }
 

@@ -177,9 +177,6 @@ class DeviceMap {
   // The device whose node is `node` ("/dev/sda1"), if any.
   const Device* find_node(std::string_view node) const;
   std::vector<const Device*> all() const;  // sorted by kernel name
-  // The partitions of the disk named `disk` (their names begin with the
-  // disk's: sda1, loop0p1, nvme0n1p2), found by name, not by a scan.
-  std::vector<const Device*> partitions_of(std::string_view disk) const;
   Resolution resolve(const Spec& spec) const;
   std::optional<FilesystemView> filesystem(std::string_view uuid) const;  // uuid in any case
   std::vector<FilesystemView> filesystems() const;                         // by folded uuid
@@ -202,6 +199,9 @@ class DeviceMap {
   void identified(const Identified& event, std::vector<Change>& out);
   void snapshot(const Snapshot& event, std::vector<Change>& out);
   void reset_identity(Entry& entry);
+  // NeedsProbe for the partitions of `disk` (a partition's name begins with
+  // its disk's: sda1, loop0p1, nvme0n1p2), found by name, not by a scan.
+  void reprobe_partitions(const KernelDevice& disk, std::vector<Change>& out);
   void index(const std::string& name, const Device& device);
   void unindex(const std::string& name, const Device& device);
   void index_node(const std::string& name, const std::string& node);

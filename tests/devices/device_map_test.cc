@@ -137,19 +137,33 @@ TEST_CASE("all() lists devices sorted by kernel name") {
   CHECK(names(map.all()) == std::vector<std::string>{"loop0", "nvme0n1", "sda1", "sda2", "sdb"});
 }
 
-TEST_CASE("partitions_of() finds a disk's partitions by name, not another disk's") {
+// Which devices a change asks to probe again.
+std::vector<std::string> probed(const Changes& changes) {
+  std::vector<std::string> out;
+  for (const Change& change : changes)
+    if (auto* probe = std::get_if<NeedsProbe>(&change)) out.push_back(probe->name);
+  return out;
+}
+
+// A disk's partitions take PARTUUID and PARTLABEL from its table, which a
+// mkfs, wipefs or new table on the disk replaces (found by the storm test).
+TEST_CASE("a disk's change or return probes its partitions again, not another disk's, keeping their identities") {
   DeviceMap map;
-  map.apply(Upsert{kdev("loop1", 7, 1)});
-  map.apply(Upsert{kdev("loop1p1", 259, 0, GiB, "loop1")});
-  map.apply(Upsert{kdev("loop1p2", 259, 1, GiB, "loop1")});
-  map.apply(Upsert{kdev("loop10", 7, 10)});  // begins with loop1: not its partition
-  map.apply(Upsert{kdev("loop10p1", 259, 2, GiB, "loop10")});
-  map.apply(Upsert{kdev("sda", 8, 0)});
-  CHECK(names(map.partitions_of("loop1")) == std::vector<std::string>{"loop1p1", "loop1p2"});
-  CHECK(names(map.partitions_of("loop10")) == std::vector<std::string>{"loop10p1"});
-  CHECK(map.partitions_of("sda").empty());
-  CHECK(map.partitions_of("loop1p1").empty());
-  CHECK(map.partitions_of("nosuch").empty());
+  add(map, kdev("loop1", 7, 1), unidentified());
+  add(map, kdev("loop1p1", 259, 0, GiB, "loop1"), in_partition(filesystem("ext4", ext_uuid, ""), "1234abcd-01", ""));
+  add(map, kdev("loop1p2", 259, 1, GiB, "loop1"), in_partition(unidentified(), "1234abcd-02", ""));
+  add(map, kdev("loop10", 7, 10), unidentified());  // its name begins with loop1: not a partition of it
+  add(map, kdev("loop10p1", 259, 2, GiB, "loop10"), in_partition(unidentified(), "5678abcd-01", ""));
+
+  CHECK(probed(map.apply(Upsert{kdev("loop1", 7, 1)})).empty());  // a duplicate: nothing
+  CHECK(probed(map.apply(Upsert{kdev("loop1", 7, 1), true})) == std::vector<std::string>{"loop1", "loop1p1", "loop1p2"});
+  CHECK(map.find("loop1p1")->identity.state == State::identified);  // kept until the new result is in
+  CHECK(resolve(map, "UUID=" + ext_uuid).devices.size() == 1);
+  // A partition's own change probes only itself.
+  CHECK(probed(map.apply(Upsert{kdev("loop1p1", 259, 0, GiB, "loop1"), true})) == std::vector<std::string>{"loop1p1"});
+
+  map.apply(Removed{"loop1"});  // a synthetic remove: the partitions stay
+  CHECK(probed(map.apply(Upsert{kdev("loop1", 7, 1)})) == std::vector<std::string>{"loop1", "loop1p1", "loop1p2"});
 }
 
 // ---- Kernel facts and media changes ----
