@@ -66,14 +66,7 @@ cleanup() {
 		done <"$LOOPS"
 	fi
 	[[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
-	if [[ -n $UDEVD_PID ]]; then
-		kill "$UDEVD_PID" 2>/dev/null
-		wait_until 10 eval '! kill -0 "$UDEVD_PID" 2>/dev/null' || kill -KILL "$UDEVD_PID" 2>/dev/null
-		wait "$UDEVD_PID" 2>/dev/null
-		# It leaves /run/udev (control socket, database) behind, which would
-		# make the next run believe a udevd is there.
-		if ((CREATED_RUN_UDEV)); then rm -rf /run/udev; else rm -f /run/udev/control; fi
-	fi
+	stop_own_udevd
 	finish_cleanup "$status" "${DAEMON_TEST_KEEP:-}" "(signals.json, diskgated.log)"
 }
 on_exit_cleanup

@@ -90,6 +90,17 @@ need_udevd_slot() {
 		skip "a udevd runs but /run/udev/control is absent"
 	fi
 }
+# stop_own_udevd: stops the udevd a test started (UDEVD_PID, if set) and
+# removes what it leaves behind, which would make the next run believe a
+# udevd is there: all of /run/udev when the test made it (CREATED_RUN_UDEV),
+# else the control socket.
+stop_own_udevd() {
+	[[ -n ${UDEVD_PID:-} ]] || return 0
+	kill "$UDEVD_PID" 2>/dev/null
+	wait_until 10 eval '! kill -0 "$UDEVD_PID" 2>/dev/null' || kill -KILL "$UDEVD_PID" 2>/dev/null
+	wait "$UDEVD_PID" 2>/dev/null
+	if ((${CREATED_RUN_UDEV:-0})); then rm -rf /run/udev; else rm -f /run/udev/control; fi
+}
 need_tools() {
 	local tool
 	for tool in "$@"; do

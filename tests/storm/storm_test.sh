@@ -112,12 +112,7 @@ cleanup() {
 	done
 	release_pool
 	[[ -n $BUS_PID ]] && kill "$BUS_PID" 2>/dev/null
-	if [[ -n $UDEVD_PID ]]; then
-		kill "$UDEVD_PID" 2>/dev/null
-		wait_until 10 eval '! kill -0 "$UDEVD_PID" 2>/dev/null' || kill -KILL "$UDEVD_PID" 2>/dev/null
-		wait "$UDEVD_PID" 2>/dev/null
-		if ((CREATED_RUN_UDEV)); then rm -rf /run/udev; else rm -f /run/udev/control; fi
-	fi
+	stop_own_udevd
 	echo "# storm: $((SECONDS - STARTED)) s in all"
 	if ((status != 0 && status != 77)) && [[ -z ${STORM_KEEP:-} ]]; then
 		rm -f "$WORK"/*.img
