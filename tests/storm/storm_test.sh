@@ -551,10 +551,19 @@ compare() {
 		# exFAT: its tags go, what else blkid found stays.
 		if [[ $out == *$'\n'TYPE=exfat$'\n'* ]]; then
 			if "$CLIENT" exfat-checksum "$node"; then
-				out=$(grep -vx 'PTTYPE=dos' <<<"$out")
+				[[ $out == *$'\n'PTTYPE=dos* ]] && out=$(grep -vE '^(PTTYPE|PTUUID)=' <<<"$out")
 			else
 				out=$(grep -E '^(DEVNAME|PTUUID|PTTYPE|PART_ENTRY_[A-Z]+)=' <<<"$out")
 			fi
+		fi
+		# A partition in such a disk's "dos" table (no table then) has no
+		# PARTUUID or PARTLABEL either.
+		local disk
+		disk=$(basename "$(dirname "$(readlink -f "/sys/class/block/$name")")")
+		if [[ ! -e /sys/block/$name && $out == *PART_ENTRY_SCHEME=dos* &&
+			$(blkid -p -o value -s TYPE "/dev/$disk" 2>/dev/null) == exfat ]] &&
+			"$CLIENT" exfat-checksum "/dev/$disk"; then
+			out=$(grep -vE '^(PARTUUID|PARTLABEL|PART_ENTRY_[A-Z]+)=' <<<"$out")
 		fi
 		if [[ ${STORM_SELFTEST:-} == corrupt-blkid && $corrupted == 0 && $out == *LABEL=* ]]; then
 			out=${out/LABEL=/LABEL=X}
