@@ -48,9 +48,9 @@ DeviceMonitor::~DeviceMonitor() {
 }
 
 #if DISKGATE_DBUS
-void DeviceMonitor::attach_bus(dbus::Bus& bus) {
-  service_ = std::make_unique<dbus::Service>(bus, map_,
-                                             [this](std::function<void()> done) { rescan(std::move(done)); });
+void DeviceMonitor::attach_bus(dbus::Bus& bus, std::function<void(dbus::MessageWriter&)> other_objects) {
+  service_ = std::make_unique<dbus::Service>(
+      bus, map_, [this](std::function<void()> done) { rescan(std::move(done)); }, std::move(other_objects));
 }
 #endif
 

@@ -21,6 +21,7 @@ class NodeWatcher;
 
 namespace diskgate::dbus {
 class Bus;
+class MessageWriter;
 class Service;
 }  // namespace diskgate::dbus
 
@@ -44,8 +45,9 @@ class DeviceMonitor {
   // Enumerations start at most this often, whoever asks.
   static constexpr std::chrono::milliseconds min_scan_interval{250};
 
-  // Publishes the map on `bus` (which owns org.diskgate1).
-  void attach_bus(dbus::Bus& bus);
+  // Publishes the map on `bus` (which owns org.diskgate1); `other_objects`
+  // writes GetManagedObjects' entries for the objects beside the devices.
+  void attach_bus(dbus::Bus& bus, std::function<void(dbus::MessageWriter&)> other_objects = {});
   // Drops the bus objects (the connection was lost); never throws.
   void detach_bus() noexcept;
   // Enumerates (on the loop: before READY) and starts listening.

@@ -119,7 +119,9 @@ int run(daemon::DaemonConfig& config) {
     // when it is lost (before the connection is closed).
     bus->serve(
         [&](dbus::Bus& connection) {
-          monitor.attach_bus(connection);
+          monitor.attach_bus(connection, [&](dbus::MessageWriter& writer) {
+            if (gate_object) gate_object->append_managed(writer);
+          });
           if (gate) gate_object = std::make_unique<dbus::GateObject>(connection, *gate);
         },
         [&]() noexcept {

@@ -63,6 +63,9 @@ void MessageWriter::append(const std::string& value) { append(value.c_str()); }
 void MessageWriter::append(const char* value) {
   check(sd_bus_message_append_basic(message_, 's', value), "writing a D-Bus message");
 }
+void MessageWriter::append_object_path(const std::string& path) {
+  check(sd_bus_message_append_basic(message_, 'o', path.c_str()), "writing a D-Bus message");
+}
 void MessageWriter::append(std::uint64_t value) {
   check(sd_bus_message_append_basic(message_, 't', &value), "writing a D-Bus message");
 }

@@ -85,6 +85,7 @@ class MessageWriter {
   void close();
   void append(const std::string& value);
   void append(const char* value);
+  void append_object_path(const std::string& path);
   void append(std::uint64_t value);
   void append(std::uint32_t value);
   void append(bool value);

@@ -7,12 +7,40 @@
 
 #include "common/log.h"
 #include "dbus/object_path.h"
+#include "dbus/properties.h"
 
 namespace diskgate::dbus {
 
 namespace {
+
 constexpr const char* gate_interface = "org.diskgate1.Gate";
-}
+
+using W = MessageWriter;
+using G = gate::Gate;
+std::uint64_t u64(auto n) { return static_cast<std::uint64_t>(n); }
+std::uint32_t u32(auto n) { return static_cast<std::uint32_t>(n); }
+
+// The interface's properties as dbus/org.diskgate1.Gate.xml declares them.
+const Property<gate::Gate> gate_properties[] = {
+    {"State", "s", [](W& w, const G& g) { w.append(std::string(gate::to_string(g.status().state))); }},
+    {"Source", "s", [](W& w, const G& g) { w.append(g.config().source_text); }},
+    {"Target", "s", [](W& w, const G& g) { w.append(g.config().target); }},
+    {"FsType", "s", [](W& w, const G& g) { w.append(g.status().fstype); }},
+    {"Device", "s", [](W& w, const G& g) { w.append(g.status().device); }},
+    {"MembersPresent", "t", [](W& w, const G& g) { w.append(u64(g.status().members_present)); }},
+    {"MembersExpected", "t", [](W& w, const G& g) { w.append(u64(g.status().members_expected)); }},
+    {"MountData", "s", [](W& w, const G& g) { w.append(g.status().mount_data); }},
+    {"ProgramPid", "u", [](W& w, const G& g) { w.append(u32(g.status().program_pid)); }},
+    {"Restarts", "u", [](W& w, const G& g) { w.append(u32(g.status().restarts)); }},
+    {"LastExitStatus", "s", [](W& w, const G& g) { w.append(g.status().last_exit_status); }},
+    {"LastError", "s", [](W& w, const G& g) { w.append(g.status().last_error); }},
+    {"Degraded", "b", [](W& w, const G& g) { w.append(g.status().degraded); }},
+    {"MountCalledUsec", "t", [](W& w, const G& g) { w.append(u64(g.status().mount_called_usec)); }},
+    {"MountedAtUsec", "t", [](W& w, const G& g) { w.append(u64(g.status().mounted_at_usec)); }},
+    {"StartedAtUsec", "t", [](W& w, const G& g) { w.append(u64(g.status().started_at_usec)); }},
+};
+
+}  // namespace
 
 struct GateObject::Calls {
   static gate::Gate& gate_of(void* userdata) { return static_cast<GateObject*>(userdata)->gate_; }
@@ -20,27 +48,8 @@ struct GateObject::Calls {
   static int property(sd_bus*, const char*, const char*, const char* property, sd_bus_message* reply,
                       void* userdata, sd_bus_error* error) noexcept {
     return answer_call(error, [&] {
-      const gate::Gate& gate = gate_of(userdata);
-      const gate::Status& status = gate.status();
       MessageWriter writer(reply);
-      std::string_view name = property;
-      if (name == "State") writer.append(std::string(gate::to_string(status.state)));
-      else if (name == "Source") writer.append(gate.config().source_text);
-      else if (name == "Target") writer.append(gate.config().target);
-      else if (name == "FsType") writer.append(status.fstype);
-      else if (name == "Device") writer.append(status.device);
-      else if (name == "MembersPresent") writer.append(static_cast<std::uint64_t>(status.members_present));
-      else if (name == "MembersExpected") writer.append(static_cast<std::uint64_t>(status.members_expected));
-      else if (name == "MountData") writer.append(status.mount_data);
-      else if (name == "ProgramPid") writer.append(static_cast<std::uint32_t>(status.program_pid));
-      else if (name == "Restarts") writer.append(static_cast<std::uint32_t>(status.restarts));
-      else if (name == "LastExitStatus") writer.append(status.last_exit_status);
-      else if (name == "LastError") writer.append(status.last_error);
-      else if (name == "Degraded") writer.append(status.degraded);
-      else if (name == "MountCalledUsec") writer.append(static_cast<std::uint64_t>(status.mount_called_usec));
-      else if (name == "MountedAtUsec") writer.append(static_cast<std::uint64_t>(status.mounted_at_usec));
-      else if (name == "StartedAtUsec") writer.append(static_cast<std::uint64_t>(status.started_at_usec));
-      else throw MethodError(error_invalid_args, fmt::format("no property {}", name));
+      append_property(writer, gate_properties, property, gate_of(userdata));
       return 1;
     });
   }
@@ -53,49 +62,31 @@ struct GateObject::Calls {
     });
   }
 
-  static const sd_bus_vtable vtable[];
+  static const sd_bus_vtable* vtable() {
+    static const std::vector<sd_bus_vtable> entries = [] {
+      constexpr std::uint64_t anyone = SD_BUS_VTABLE_UNPRIVILEGED;  // the bus policy decides who may call
+      std::vector<sd_bus_vtable> vtable = property_vtable(gate_properties, property);
+      vtable.push_back(SD_BUS_METHOD("Start", "", "", run<&gate::Gate::start>, anyone));
+      vtable.push_back(SD_BUS_METHOD("Stop", "", "", run<&gate::Gate::stop>, anyone));
+      vtable.push_back(SD_BUS_METHOD("Restart", "", "", run<&gate::Gate::restart_program>, anyone));
+      vtable.push_back(SD_BUS_METHOD("ReloadProgram", "", "", run<&gate::Gate::reload_program>, anyone));
+      vtable.push_back(SD_BUS_VTABLE_END);
+      return vtable;
+    }();
+    return entries.data();
+  }
 };
-
-namespace {
-
-constexpr std::uint64_t anyone = SD_BUS_VTABLE_UNPRIVILEGED;  // the bus policy decides who may call
-constexpr std::uint64_t emits_change = SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE;
-}  // namespace
-
-#define GATE_PROPERTY(name, type) SD_BUS_PROPERTY(name, type, property, 0, emits_change)
-
-// The interface as dbus/org.diskgate1.Gate.xml declares it.
-const sd_bus_vtable GateObject::Calls::vtable[] = {
-    SD_BUS_VTABLE_START(0),
-    GATE_PROPERTY("State", "s"),
-    GATE_PROPERTY("Source", "s"),
-    GATE_PROPERTY("Target", "s"),
-    GATE_PROPERTY("FsType", "s"),
-    GATE_PROPERTY("Device", "s"),
-    GATE_PROPERTY("MembersPresent", "t"),
-    GATE_PROPERTY("MembersExpected", "t"),
-    GATE_PROPERTY("MountData", "s"),
-    GATE_PROPERTY("ProgramPid", "u"),
-    GATE_PROPERTY("Restarts", "u"),
-    GATE_PROPERTY("LastExitStatus", "s"),
-    GATE_PROPERTY("LastError", "s"),
-    GATE_PROPERTY("Degraded", "b"),
-    GATE_PROPERTY("MountCalledUsec", "t"),
-    GATE_PROPERTY("MountedAtUsec", "t"),
-    GATE_PROPERTY("StartedAtUsec", "t"),
-    SD_BUS_METHOD("Start", "", "", run<&gate::Gate::start>, anyone),
-    SD_BUS_METHOD("Stop", "", "", run<&gate::Gate::stop>, anyone),
-    SD_BUS_METHOD("Restart", "", "", run<&gate::Gate::restart_program>, anyone),
-    SD_BUS_METHOD("ReloadProgram", "", "", run<&gate::Gate::reload_program>, anyone),
-    SD_BUS_VTABLE_END};
-#undef GATE_PROPERTY
 
 GateObject::GateObject(Bus& bus, gate::Gate& gate) : bus_(bus), gate_(gate), last_(gate.status()) {
   sd_bus_slot* slot = nullptr;
-  check(sd_bus_add_object_vtable(bus_.get(), &slot, gate_path, gate_interface, Calls::vtable, this),
+  check(sd_bus_add_object_vtable(bus_.get(), &slot, gate_path, gate_interface, Calls::vtable(), this),
         "registering the gate");
   slot_.reset(slot);
   check(sd_bus_emit_interfaces_added(bus_.get(), gate_path, gate_interface, nullptr), "announcing the gate");
+}
+
+void GateObject::append_managed(MessageWriter& writer) const {
+  append_managed_object(writer, gate_path, gate_interface, gate_properties, gate_);
 }
 
 GateObject::~GateObject() noexcept {

@@ -19,6 +19,8 @@ class GateObject {
   // Emits PropertiesChanged for every property that differs from the last
   // call. Never throws: the gate calls it and must not stop for the bus.
   void changed(const gate::Status& status) noexcept;
+  // Writes the object's {oa{sa{sv}}} entry of GetManagedObjects.
+  void append_managed(MessageWriter& writer) const;
 
  private:
   struct Calls;  // the sd-bus callbacks

@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "dbus/object_path.h"
+#include "dbus/properties.h"
 
 namespace diskgate::dbus {
 
@@ -76,14 +77,7 @@ std::string read_string(sd_bus_message* call) {
 }
 
 // A device's fields: the org.diskgate1.Device properties, and the a{sv} of
-// ListDevices and the DeviceAdded/DeviceChanged signals. One list, so that
-// the two never differ.
-struct DeviceField {
-  const char* name;
-  const char* signature;
-  void (*write)(MessageWriter& writer, const devices::Device& device);
-};
-
+// ListDevices and the DeviceAdded/DeviceChanged signals.
 using W = MessageWriter;
 using D = devices::Device;
 const std::string& tag(const D& d, std::string_view name) { return probe::tag_value(d.identity.tags, name); }
@@ -93,7 +87,7 @@ std::uint64_t btrfs_number(const D& d, std::uint64_t probe::BtrfsMember::*number
   return member ? member->*number : 0;
 }
 
-const DeviceField device_fields[] = {
+const Property<devices::Device> device_properties[] = {
     {"Name", "s", [](W& w, const D& d) { w.append(d.kernel.name); }},
     {"Node", "s", [](W& w, const D& d) { w.append(d.kernel.node); }},
     {"SysPath", "s", [](W& w, const D& d) { w.append(d.kernel.syspath); }},
@@ -118,16 +112,7 @@ const DeviceField device_fields[] = {
 }  // namespace
 
 void append_device(MessageWriter& writer, const devices::Device& device) {
-  writer.open('a', "{sv}");
-  for (const DeviceField& field : device_fields) {
-    writer.open('e', "sv");
-    writer.append(field.name);
-    writer.open('v', field.signature);
-    field.write(writer, device);
-    writer.close();
-    writer.close();
-  }
-  writer.close();
+  append_properties(writer, device_properties, device);
 }
 
 void append_filesystem(MessageWriter& writer, const devices::FilesystemView& view) {
@@ -177,6 +162,27 @@ struct Service::Calls {
       return reply(call, [&](MessageWriter& writer) {
         writer.open('a', "a{sv}");
         for (const devices::Device* device : of(userdata).map_.all()) append_device(writer, *device);
+        writer.close();
+      });
+    });
+  }
+
+  // ObjectManager.GetManagedObjects on /org/diskgate1, written here rather
+  // by sd-bus: its generic one asks the fallback vtable for each device's
+  // properties one by one (1.5x the time of ListDevices at 4,096 devices).
+  // As in GDBus, an object lists its own interfaces, not the standard ones.
+  static int object_manager_call(sd_bus_message* call, void* userdata, sd_bus_error* error) noexcept {
+    if (!sd_bus_message_is_method_call(call, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects")) return 0;
+    return answer_call(error, [&] {
+      if (!std::string_view(sd_bus_message_get_signature(call, true)).empty())
+        throw MethodError(error_invalid_args, "GetManagedObjects takes no arguments");
+      Service& service = of(userdata);
+      return reply(call, [&](MessageWriter& writer) {
+        writer.open('a', "{oa{sa{sv}}}");
+        for (const devices::Device* device : service.map_.all())
+          append_managed_object(writer, device_object_path(device->kernel.name), device_interface, device_properties,
+                                *device);
+        if (service.other_objects_) service.other_objects_(writer);
         writer.close();
       });
     });
@@ -242,20 +248,14 @@ struct Service::Calls {
   static int device_property(sd_bus*, const char*, const char*, const char* property, sd_bus_message* reply,
                              void* found, sd_bus_error* error) noexcept {
     return answer_call(error, [&] {
-      const auto& device = *static_cast<const devices::Device*>(found);
-      for (const DeviceField& field : device_fields) {
-        if (std::strcmp(field.name, property) == 0) {
-          MessageWriter writer(reply);
-          field.write(writer, device);
-          return 1;
-        }
-      }
-      throw MethodError(error_invalid_args, fmt::format("no property {}", property));
+      MessageWriter writer(reply);
+      append_property(writer, device_properties, property, *static_cast<const devices::Device*>(found));
+      return 1;
     });
   }
 
   static const sd_bus_vtable manager_vtable[];
-  static const sd_bus_vtable* device_vtable();  // made from device_fields
+  static const sd_bus_vtable* device_vtable();  // made from device_properties
 
   template <typename Write>
   static int reply(sd_bus_message* call, Write&& write) {
@@ -271,7 +271,6 @@ struct Service::Calls {
 namespace {
 
 constexpr std::uint64_t anyone = SD_BUS_VTABLE_UNPRIVILEGED;  // the bus policy decides who may call
-constexpr std::uint64_t emits_change = SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE;
 
 // The interfaces as dbus/org.diskgate1.Manager.xml and Device.xml declare
 // them (tests/dbus/introspection_test.sh compares).
@@ -297,23 +296,26 @@ const sd_bus_vtable Service::Calls::manager_vtable[] = {
 
 const sd_bus_vtable* Service::Calls::device_vtable() {
   static const std::vector<sd_bus_vtable> vtable = [] {
-    std::vector<sd_bus_vtable> entries{SD_BUS_VTABLE_START(0)};
-    for (const DeviceField& field : device_fields)
-      entries.push_back(SD_BUS_PROPERTY(field.name, field.signature, device_property, 0, emits_change));
+    std::vector<sd_bus_vtable> entries = property_vtable(device_properties, device_property);
     entries.push_back(SD_BUS_VTABLE_END);
     return entries;
   }();
   return vtable.data();
 }
 
-Service::Service(Bus& bus, const devices::DeviceMap& map, Rescan rescan)
-    : bus_(bus), map_(map), rescan_(std::move(rescan)) {
+Service::Service(Bus& bus, const devices::DeviceMap& map, Rescan rescan, OtherObjects other_objects)
+    : bus_(bus), map_(map), rescan_(std::move(rescan)), other_objects_(std::move(other_objects)) {
   sd_bus_slot* slot = nullptr;
   check(sd_bus_add_object_vtable(bus_.get(), &slot, manager_path, manager_interface, Calls::manager_vtable, this),
         "registering the Manager");
   manager_.reset(slot);
+  // The ObjectManager for its InterfacesAdded/Removed and introspection; the
+  // callback, which sd-bus runs before its own handlers, for the call.
   check(sd_bus_add_object_manager(bus_.get(), &slot, manager_path), "registering the ObjectManager");
   object_manager_.reset(slot);
+  check(sd_bus_add_object(bus_.get(), &slot, manager_path, Calls::object_manager_call, this),
+        "registering the ObjectManager");
+  managed_objects_.reset(slot);
   check(sd_bus_add_fallback_vtable(bus_.get(), &slot, devices_path, device_interface, Calls::device_vtable(),
                                    Calls::find_device, this),
         "registering the devices");

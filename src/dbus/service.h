@@ -32,10 +32,13 @@ class Service {
  public:
   // Starts (or joins) a rescan and calls `done` once it has been applied.
   using Rescan = std::function<void(std::function<void()> done)>;
+  // Writes the {oa{sa{sv}}} entries of GetManagedObjects for the objects
+  // under /org/diskgate1 other than the devices (the gate).
+  using OtherObjects = std::function<void(MessageWriter& writer)>;
   // Registers the objects on `bus` (which already owns the bus name)
   // and announces each device (InterfacesAdded). `rescan` runs when a
   // client calls Rescan(). Throws BusError when the bus fails meanwhile.
-  Service(Bus& bus, const devices::DeviceMap& map, Rescan rescan);
+  Service(Bus& bus, const devices::DeviceMap& map, Rescan rescan, OtherObjects other_objects = {});
   // Answers pending Rescan calls and announces the objects' removal if the
   // bus is still there; never throws.
   ~Service() noexcept;
@@ -59,7 +62,8 @@ class Service {
   Bus& bus_;
   const devices::DeviceMap& map_;
   Rescan rescan_;
-  Slot manager_, object_manager_, devices_, enumerator_;
+  OtherObjects other_objects_;
+  Slot manager_, object_manager_, managed_objects_, devices_, enumerator_;
   std::map<std::uint64_t, Message> pending_rescans_;
   std::uint64_t next_rescan_ = 0;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks that outlive us

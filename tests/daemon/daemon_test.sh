@@ -311,6 +311,18 @@ simple_fs exfat exfat.img exfat "$EXFAT_UUID" "$EXFAT_LABEL"
 
 # ---- GPT: partitions appear as new devices and objects ----
 
+managed_objects_match_list() {
+	[[ $(jq -n --argjson managed "$(busctl --address="$BUS" --json=short call org.diskgate1 /org/diskgate1 \
+		org.freedesktop.DBus.ObjectManager GetManagedObjects | jq -c '.data[0]')" \
+		--argjson listed "$(dg_call ListDevices | jq -c '.data[0]')" '
+		($managed | to_entries | map(select(.key | startswith("/org/diskgate1/devices/")))) as $objects
+		| ($objects | length) == ($managed | length)
+		and all($objects[]; (.value | keys) == ["org.diskgate1.Device"])
+		and all($objects[]; .value["org.diskgate1.Device"].Name.data as $n
+			| ($n | test("^[A-Za-z0-9]+$") | not) or .key == "/org/diskgate1/devices/" + $n)
+		and ([$objects[].value["org.diskgate1.Device"]] | sort_by(.Name.data)) == ($listed | sort_by(.Name.data))') == true ]]
+}
+
 m=$(mark)
 if GPT_NODE=$(attach "$WORK/gpt.img" --partscan) && add_partitions "$GPT_NODE"; then
 	P1=${GPT_NODE}p1 P2=${GPT_NODE}p2
@@ -329,6 +341,15 @@ if GPT_NODE=$(attach "$WORK/gpt.img" --partscan) && add_partitions "$GPT_NODE"; 
 			"$(busctl --address="$BUS" --json=short call org.diskgate1 /org/diskgate1 \
 				org.freedesktop.DBus.ObjectManager GetManagedObjects | jq --arg p "$path" '.data[0] | has($p)')"
 	done
+	# GetManagedObjects is written by diskgated (src/dbus/service.cc), not
+	# by sd-bus: one object per ListDevices entry, at the path its Name
+	# gives, with the Device interface alone and the same dictionary.
+	# (Two calls: retried while other devices of the machine change.)
+	check_cmd "gpt: GetManagedObjects has each ListDevices entry as its object, and nothing else" \
+		wait_until 10 managed_objects_match_list
+	check "gpt: GetManagedObjects with an argument is refused" "Call failed: GetManagedObjects takes no arguments" \
+		"$(busctl --address="$BUS" call org.diskgate1 /org/diskgate1 org.freedesktop.DBus.ObjectManager \
+			GetManagedObjects s x 2>&1)"
 	check "gpt: Resolve PARTUUID=$GPT_P1" "$P1" "$(resolve "PARTUUID=$GPT_P1")"
 	check "gpt: Resolve PARTUUID=$GPT_P2 (no filesystem)" "$P2" "$(resolve "PARTUUID=$GPT_P2")"
 	check "gpt: Resolve bare $GPT_P2 (a PARTUUID)" "$P2" "$(resolve "$GPT_P2")"

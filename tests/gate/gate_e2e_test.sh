@@ -226,6 +226,11 @@ FS_MD=$(busctl --address="$BUS" --json=short call org.diskgate1 /org/diskgate1 o
 check "e2e: GetFilesystem mount_data is the gate's MountData" "$MD" "$FS_MD"
 check "e2e: Device, FsType, MembersPresent" "$L1 btrfs 2" \
 	"$(gate_prop Device) $(gate_prop FsType) $(gate_prop MembersPresent)"
+# diskgated writes GetManagedObjects itself (src/dbus/service.cc): the gate
+# must be there as its own properties say.
+check "e2e: GetManagedObjects gives /org/diskgate1/gate the Gate's properties (GetAll)" "$(gate_all)" \
+	"$(busctl --address="$BUS" --json=short call org.diskgate1 /org/diskgate1 org.freedesktop.DBus.ObjectManager \
+		GetManagedObjects | jq -c '.data[0]["/org/diskgate1/gate"]["org.diskgate1.Gate"] | map_values(.data)')"
 P1=$(program_pid)
 if [[ $P1 != 0 && $(tr '\0' ' ' 2>/dev/null <"/proc/$P1/cmdline") == *"$T/data"* ]]; then
 	ok "e2e: ProgramPid $P1 is $SERVER on $T/data"
