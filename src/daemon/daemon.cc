@@ -136,12 +136,13 @@ void DeviceMonitor::finish_scan(Enumerator::Outcome outcome) {
   }
 }
 
-void DeviceMonitor::apply(const devices::Event& event) {
+void DeviceMonitor::apply(const devices::Event& event, const std::string& written) {
   std::vector<devices::Change> changes = map_.apply(event);
   for (const devices::Change& change : changes) {
     log_change(change);
     if (auto* probe = std::get_if<devices::NeedsProbe>(&change)) {
-      if (const devices::Device* device = map_.find(probe->name)) worker_.submit(device->kernel, probe->token);
+      if (const devices::Device* device = map_.find(probe->name))
+        worker_.submit(device->kernel, probe->token, device->kernel.node == written ? std::string() : written);
     } else if (auto* added = std::get_if<devices::DeviceAdded>(&change); added && watching_nodes_) {
       if (const devices::Device* device = map_.find(added->name)) watch_node(device->kernel.node);
     } else if (auto* removed = std::get_if<devices::DeviceRemoved>(&change); removed && watcher_) {
@@ -248,7 +249,7 @@ void DeviceMonitor::on_uevents(udev::BlockDevices& source) {
         // Loop attach/detach and new media arrive as "change": probe again.
         // In udev mode both sockets bring each event: the probe worker
         // coalesces the second probe.
-        apply(devices::Upsert{uevent.device, true});
+        apply(devices::Upsert{uevent.device, true}, uevent.device.node);
         break;
       case udev::Action::remove:
         // Whoever says it first: the kernel's remove is final.
@@ -343,7 +344,7 @@ void DeviceMonitor::on_written_nodes() {
     if (!device) continue;
     log(Level::debug, "{} was written to: probing again", node);
     devices::KernelDevice kernel = device->kernel;  // apply() may invalidate `device`
-    apply(devices::Upsert{kernel, true});  // (a disk's partitions are probed again too)
+    apply(devices::Upsert{kernel, true}, node);  // (its disk or partitions are probed again too)
   }
 }
 

@@ -63,7 +63,10 @@ class DeviceMonitor {
   }
 
  private:
-  void apply(const devices::Event& event);
+  // `written`: the node of the device the event is about, when it may have
+  // been written to; other devices' probes (its disk, its partitions) flush
+  // it first (ProbeWorker::submit).
+  void apply(const devices::Event& event, const std::string& written = {});
   void log_change(const devices::Change& change) const;
   void on_uevents(udev::BlockDevices& source);
   void on_written_nodes();

@@ -27,6 +27,7 @@ struct ProbeWorker::Shared {
   struct Job {
     devices::KernelDevice device;
     std::uint64_t token;
+    std::string written;
     gate::Loop::Clock::time_point queued;
   };
   // One device's work: the job to run next, and whether a probe of it runs.
@@ -95,7 +96,7 @@ void work(std::shared_ptr<ProbeWorker::Shared> shared, ProbeWorker::Identify ide
     lock.unlock();
     devices::Identity identity;
     try {
-      identity = identify(job.device);
+      identity = identify(job.device, job.written);
     } catch (const std::exception& e) {
       identity.state = devices::Identity::State::unreadable;
       identity.error = e.what();
@@ -139,7 +140,7 @@ bool ProbeWorker::start_worker() {
   }
 }
 
-void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t token) {
+void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t token, const std::string& written) {
   auto now = loop_.now();
   std::lock_guard lock(shared_->mutex);
   Shared::Slot& slot = shared_->slots[device.name];
@@ -148,10 +149,11 @@ void ProbeWorker::submit(const devices::KernelDevice& device, std::uint64_t toke
     // the same place in line; one result comes for both.
     slot.next->device = device;
     slot.next->token = token;
+    if (!written.empty()) slot.next->written = written;
     return;
   }
   ++shared_->running;
-  slot.next = Shared::Job{device, token, now};
+  slot.next = Shared::Job{device, token, written, now};
   if (slot.running) return;  // runs once more when the current probe ends
   shared_->order.push_back(device.name);
   if (!shared_->waiting()) {
@@ -232,15 +234,32 @@ void register_btrfs_member(const std::string& node) {
   (void)::ioctl(control, BTRFS_IOC_SCAN_DEV, &args);
   ::close(control);
 }
+
+// Makes what was written through `written` visible through `node`: a disk
+// and its partitions each have a page cache, which the kernel does not keep
+// coherent. Flushes the writer's dirty pages to the device (its close may
+// not have yet), then drops the clean pages `node` cached before, which may
+// be older. Best effort: a node that is gone has nothing to give.
+void see_writes_through(const std::string& written, const std::string& node) {
+  if (int fd = ::open(written.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+  if (int fd = ::open(node.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC); fd >= 0) {
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+}
 }  // namespace
 
-devices::Identity identify_device(const devices::KernelDevice& device) {
+devices::Identity identify_device(const devices::KernelDevice& device, const std::string& written) {
   devices::Identity identity;
   if (device.size_bytes == 0) {
     identity.state = devices::Identity::State::unreadable;
     identity.error = "no medium";
     return identity;
   }
+  if (!written.empty()) see_writes_through(written, device.node);
   try {
     probe::Report report = probe::probe_path(device.node, {});
     identity.tags = probe::report_tags(report, false);

@@ -31,9 +31,10 @@ namespace diskgate::daemon {
 
 class ProbeWorker {
  public:
-  // The seam: how a device's identity is found. The daemon passes the real
-  // prober (identify_device); tests pass their own.
-  using Identify = std::function<devices::Identity(const devices::KernelDevice&)>;
+  // The seam: how a device's identity is found, after flushing `written`
+  // (empty for none; see submit). The daemon passes the real prober
+  // (identify_device); tests pass their own.
+  using Identify = std::function<devices::Identity(const devices::KernelDevice& device, const std::string& written)>;
 
   struct Result {
     std::string name;
@@ -53,8 +54,12 @@ class ProbeWorker {
   ProbeWorker& operator=(const ProbeWorker&) = delete;
 
   int fd() const;
-  // Coalesced per device.name (see above).
-  void submit(const devices::KernelDevice& device, std::uint64_t token);
+  // Coalesced per device.name (see above). `written`: another node, just
+  // written to, whose data `device` shows through its own page cache (a
+  // disk and its partitions), which the kernel does not keep coherent with
+  // the writer's: the probe makes the writes visible first (see
+  // identify_device). A queued job keeps the last non-empty one.
+  void submit(const devices::KernelDevice& device, std::uint64_t token, const std::string& written = {});
   // Results finished since the last call; clears the eventfd.
   std::vector<Result> collect();
   // Jobs started whose result has not been collected yet.
@@ -88,6 +93,9 @@ void lower_thread_priority();
 
 // The real identification: probe_path on the device node, then the tags
 // plain blkid would print. Errors become an unreadable identity with reason.
-devices::Identity identify_device(const devices::KernelDevice& device);
+// `written`, if any, is another node just written to: its writes are made
+// visible through this one first (flushed, and this node's older cached
+// pages dropped).
+devices::Identity identify_device(const devices::KernelDevice& device, const std::string& written = {});
 
 }  // namespace diskgate::daemon

@@ -97,7 +97,11 @@ std::ostream& operator<<(std::ostream& out, const Change& change) {
 std::vector<Change> DeviceMap::apply(const Event& event) {
   std::vector<Change> out;
   std::visit(overloaded{
-                 [&](const Upsert& e) { upsert(e.device, e.media_changed, out); },
+                 [&](const Upsert& e) {
+                   bool known = devices_.contains(e.device.name);  // (a new partition changed nothing)
+                   upsert(e.device, e.media_changed, out);
+                   if (known && e.media_changed) reprobe_disk(e.device, out);
+                 },
                  [&](const Identified& e) { identified(e, out); },
                  [&](const Removed& e) { remove(e.name, out); },
                  [&](const Snapshot& e) { snapshot(e, out); },
@@ -179,6 +183,18 @@ void DeviceMap::reprobe_partitions(const KernelDevice& disk, std::vector<Change>
     partition.pending = next_token_++;
     out.emplace_back(NeedsProbe{it->first, *partition.pending});
   }
+}
+
+void DeviceMap::reprobe_disk(const KernelDevice& partition, std::vector<Change>& out) {
+  // A filesystem made over the whole disk can span a partition's sectors
+  // (a mkfs over a disk leaves the kernel's partitions in place; exFAT keeps
+  // its label in the root directory, 2 MiB in): a write to the partition may
+  // change the disk's identity. Probe it again, keeping its identity meanwhile.
+  if (partition.parent.empty()) return;
+  auto it = devices_.find(partition.parent);
+  if (it == devices_.end() || it->second.device.kernel.size_bytes == 0) return;
+  it->second.pending = next_token_++;
+  out.emplace_back(NeedsProbe{it->first, *it->second.pending});
 }
 
 void DeviceMap::remove(const std::string& name, std::vector<Change>& out) {

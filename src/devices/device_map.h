@@ -202,6 +202,8 @@ class DeviceMap {
   // NeedsProbe for the partitions of `disk` (a partition's name begins with
   // its disk's: sda1, loop0p1, nvme0n1p2), found by name, not by a scan.
   void reprobe_partitions(const KernelDevice& disk, std::vector<Change>& out);
+  // NeedsProbe for the disk of `partition`, which was written to or changed.
+  void reprobe_disk(const KernelDevice& partition, std::vector<Change>& out);
   void index(const std::string& name, const Device& device);
   void unindex(const std::string& name, const Device& device);
   void index_node(const std::string& name, const std::string& node);

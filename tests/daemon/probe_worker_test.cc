@@ -45,7 +45,7 @@ struct HangingProber {
   std::size_t hanging = 0;
 
   ProbeWorker::Identify identify() {
-    return [this](const devices::KernelDevice& d) {
+    return [this](const devices::KernelDevice& d, const std::string&) {
       if (d.name.rfind("hung", 0) == 0) {
         std::unique_lock lock(mutex);
         ++hanging;
@@ -145,9 +145,9 @@ TEST_CASE("probe worker: submits for a device being probed coalesce into one mor
   std::atomic<int> calls{0};
   auto hanging = prober.identify();
   ProbeWorker worker(
-      [&](const devices::KernelDevice& d) {
+      [&](const devices::KernelDevice& d, const std::string& written) {
         ++calls;
-        return hanging(d);
+        return hanging(d, written);
       },
       loop);
   worker.submit(device("hung"), 1);
@@ -208,7 +208,7 @@ TEST_CASE("probe worker: however many disks hang, threads stay within the hard c
 
 TEST_CASE("probe worker: an exception from the prober becomes an unreadable identity") {
   ManualLoop loop;
-  ProbeWorker worker([](const devices::KernelDevice&) -> devices::Identity { throw std::runtime_error("boom"); },
+  ProbeWorker worker([](const devices::KernelDevice&, const std::string&) -> devices::Identity { throw std::runtime_error("boom"); },
                      loop);
   worker.submit(device("x"), 7);
   auto results = collect(worker, 1);

@@ -147,7 +147,7 @@ std::vector<std::string> probed(const Changes& changes) {
 
 // A disk's partitions take PARTUUID and PARTLABEL from its table, which a
 // mkfs, wipefs or new table on the disk replaces (found by the storm test).
-TEST_CASE("a disk's change or return probes its partitions again, not another disk's, keeping their identities") {
+TEST_CASE("a disk's change or return probes its partitions again, a partition's write its disk, keeping identities") {
   DeviceMap map;
   add(map, kdev("loop1", 7, 1), unidentified());
   add(map, kdev("loop1p1", 259, 0, GiB, "loop1"), in_partition(filesystem("ext4", ext_uuid, ""), "1234abcd-01", ""));
@@ -159,8 +159,21 @@ TEST_CASE("a disk's change or return probes its partitions again, not another di
   CHECK(probed(map.apply(Upsert{kdev("loop1", 7, 1), true})) == std::vector<std::string>{"loop1", "loop1p1", "loop1p2"});
   CHECK(map.find("loop1p1")->identity.state == State::identified);  // kept until the new result is in
   CHECK(resolve(map, "UUID=" + ext_uuid).devices.size() == 1);
-  // A partition's own change probes only itself.
-  CHECK(probed(map.apply(Upsert{kdev("loop1p1", 259, 0, GiB, "loop1"), true})) == std::vector<std::string>{"loop1p1"});
+  // A partition's own change (a write) probes itself and its disk, whose
+  // whole-disk filesystem may span it, not its siblings; the disk keeps its
+  // identity until the new result is in.
+  map.apply(Upsert{kdev("loop1", 7, 1), true});
+  map.apply(Identified{"loop1", filesystem("exfat", "1234-ABCD", "OLD"), *map.pending_probe("loop1")});
+  CHECK(probed(map.apply(Upsert{kdev("loop1p1", 259, 0, GiB, "loop1"), true})) ==
+        std::vector<std::string>{"loop1p1", "loop1"});
+  CHECK(map.find("loop1")->identity.state == State::identified);
+  CHECK(map.apply(Identified{"loop1", filesystem("exfat", "1234-ABCD", "NEW"), *map.pending_probe("loop1")}) ==
+        Changes{DeviceChanged{"loop1"}});
+  CHECK(resolve(map, "LABEL=NEW").devices.size() == 1);
+  // Its kernel facts alone (no write) probe nothing.
+  KernelDevice moved = kdev("loop1p1", 259, 0, GiB, "loop1");
+  moved.removable = true;
+  CHECK(probed(map.apply(Upsert{moved})).empty());
 
   map.apply(Removed{"loop1"});  // a synthetic remove: the partitions stay
   CHECK(probed(map.apply(Upsert{kdev("loop1", 7, 1)})) == std::vector<std::string>{"loop1", "loop1p1", "loop1p2"});

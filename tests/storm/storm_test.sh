@@ -607,7 +607,6 @@ compare() {
 		done
 }
 # compare_check WHAT: compare, once more after a quiet spell if it differs.
-KNOWN_RACE=''
 compare_check() {
 	local diffs
 	diffs=$(compare)
@@ -620,14 +619,6 @@ compare_check() {
 	COMPARED=$(<"$WORK/compared")
 	if [[ -z $diffs ]]; then
 		ok "$1: ListDevices equals blkid -p on all $COMPARED devices of ours"
-	elif [[ $MODE == kernel && $1 == *"events only"* ]]; then
-		# A known, rare race in kernel mode (RELIABILITY.md, "open"): a
-		# device's identity stays stale until a rescan. Reported as a skip of
-		# the whole test (exit 77, the reason printed), not a pass; the
-		# comparison after Rescan and every other check stay strict.
-		KNOWN_RACE="$1: ListDevices differs from blkid -p (the known kernel-mode race, RELIABILITY.md; seed $SEED)"
-		echo "# KNOWN RACE: $KNOWN_RACE"
-		echo "$diffs"
 	else
 		not_ok "$1: ListDevices equals blkid -p on all $COMPARED devices of ours"
 		echo "$diffs"
@@ -703,8 +694,4 @@ echo "# devices compared with blkid -p: $COMPARED1 after the storm, $COMPARED af
 echo "# fds $FDS0 -> $FDS1, threads $THREADS0 -> $THREADS1, RSS $RSS0 -> $RSS1 kB; devices in the map $DEVICES0 -> $DEVICES1"
 echo "# checks: $PASSED passed, $FAILED failed"
 ((FAILED == 0)) || exit 1
-if [[ -n ${KNOWN_RACE:-} ]]; then
-	echo "SKIP: $KNOWN_RACE"
-	exit 77
-fi
 exit 0
