@@ -19,15 +19,15 @@
 // CLOCK_MONOTONIC nanoseconds (bench/slowdisk matches its FUSE file's reads
 // against them).
 //
-// wait: until every U resolves (the service has identified those devices);
-// for diskgate a U with '=' is a whole spec (UUID_SUB=... of a btrfs member),
-// and each U is asked with Resolve every 20 ms until it answers. udisks
-// has no spec for a btrfs member and its ResolveDevice walks every object,
-// so its wait is event-driven instead (cheaper for the service than polling:
-// the comparison does not favour diskgate): GetManagedObjects once the name
-// answers, then InterfacesAdded / PropertiesChanged, until as many Block
-// objects carry each IdUUID as the U list names it (a two-device btrfs: its
-// UUID twice).
+// wait: until the service has identified every U, both the same way, from
+// its signals: for udisks GetManagedObjects once the name answers, then
+// InterfacesAdded / PropertiesChanged, until as many Block objects carry
+// each IdUUID as the U list names it (a two-device btrfs: its UUID twice);
+// for diskgate ListDevices once the name answers, then DeviceAdded /
+// DeviceChanged, until an identified device carries each U (UUID_SUB=...
+// for a btrfs member). --poll (diskgate): each U asked with Resolve every
+// 20 ms until it answers instead, as a script would; for many U that costs
+// the service (and the machine) a call per U and round.
 //
 // resolve: N synchronous calls from one connection: diskgate
 // Manager.Resolve("UUID=U"), udisks Manager.ResolveDevice({uuid: U}, {}).
@@ -97,6 +97,7 @@ struct Options {
   double timeout = 60;
   bool close_after_attach = false;
   bool trace = false;
+  bool poll = false;  // wait: Resolve every 20 ms instead of the signals
 };
 
 std::string lower(std::string s) {
@@ -567,8 +568,67 @@ int run_wait_udisks(const Options& options) {
   return 0;
 }
 
+// The same way as udisks: the signals (DeviceAdded, DeviceChanged), after
+// ListDevices once the name answers, until an identified device carries
+// each UUID (or UUID_SUB=..., for a btrfs member).
+int run_wait_diskgate(const Options& options) {
+  auto connection = connect(options);
+  std::set<std::string> left_uuids, left_subs;
+  for (const std::string& uuid : options.uuids) {
+    if (uuid.starts_with("UUID_SUB="))
+      left_subs.insert(lower(uuid.substr(9)));
+    else if (uuid.find('=') == std::string::npos)
+      left_uuids.insert(lower(uuid));
+    else
+      throw std::runtime_error("wait: " + uuid + ": only a UUID or UUID_SUB=... can be waited for");
+  }
+  auto device = [&](const Dict& properties) {
+    auto text = [&](const char* key) {
+      auto it = properties.find(key);
+      return it == properties.end() ? std::string() : lower(it->second.get<std::string>());
+    };
+    if (text("State") != "identified") return;
+    left_uuids.erase(text("Uuid"));
+    left_subs.erase(text("UuidSub"));
+  };
+  // No sender in the rules: the name has no owner yet when they are added.
+  std::vector<sdbus::Slot> matches;
+  for (const char* member : {"DeviceAdded", "DeviceChanged"})
+    matches.push_back(connection->addMatch(
+        fmt::format("type='signal',interface='org.diskgate1.Manager',member='{}',path='/org/diskgate1'", member),
+        [&](sdbus::Message& message) {
+          Dict properties;
+          message >> properties;
+          device(properties);
+        }));
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout));
+  auto root = sdbus::createProxy(*connection, "org.diskgate1", "/org/diskgate1");
+  for (;;) {
+    std::vector<Dict> devices;
+    try {
+      root->callMethod("ListDevices").onInterface("org.diskgate1.Manager").storeResultsTo(devices);
+    } catch (const sdbus::Error&) {
+      if (interrupted || Clock::now() > deadline) {
+        std::cerr << "bench-hotplug: diskgated did not answer ListDevices\n";
+        return 1;
+      }
+      ::usleep(20'000);  // not there yet
+      continue;
+    }
+    for (const Dict& properties : devices) device(properties);
+    break;
+  }
+  if (!pump(*connection, nullptr, deadline, [&] { return left_uuids.empty() && left_subs.empty(); })) {
+    std::cerr << "bench-hotplug: " << left_uuids.size() + left_subs.size() << " UUIDs still not reported, e.g. "
+              << (left_uuids.empty() ? *left_subs.begin() : *left_uuids.begin()) << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 int run_wait(const Options& options) {
   if (options.target == Target::udisks) return run_wait_udisks(options);
+  if (!options.poll) return run_wait_diskgate(options);
   auto connection = connect(options);
   Resolver resolve(*connection, options.target);
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout));
@@ -637,7 +697,7 @@ int run_list(const Options& options) {
 
 void usage() {
   std::cerr << "usage: bench-hotplug attach|resolve|wait|list --target diskgate|udisks --bus ADDRESS|system\n"
-               "         [--image IMG] [--uuid U]... [--cycles N] [--calls N] [--runs R] [--timeout S] [--close] [--trace]\n";
+               "         [--image IMG] [--uuid U]... [--cycles N] [--calls N] [--runs R] [--timeout S] [--close] [--trace] [--poll]\n";
 }
 
 Options parse(int argc, char** argv) {
@@ -664,6 +724,7 @@ Options parse(int argc, char** argv) {
     else if (arg == "--timeout") options.timeout = std::stod(value());
     else if (arg == "--close") options.close_after_attach = true;
     else if (arg == "--trace") options.trace = true;
+    else if (arg == "--poll") options.poll = true;
     else throw std::invalid_argument("unknown argument " + arg);
   }
   if (options.bus.empty()) throw std::invalid_argument("--bus is needed");

@@ -1,4 +1,4 @@
-# Sourced by bench/hotplug, bench/scale and bench/slowdisk: stopping what a
+# Sourced by the benchmarks (bench/hotplug, scale, slowdisk, gate, rescan-flood): stopping what a
 # bench started, bounded waits, RESULT lines, RSS, the loop devices and nodes
 # a bench makes, and the reference services (udisks2, systemd-udevd, a system
 # bus). Expects WORK (the bench's scratch folder) and, for remove_our_loops,
@@ -23,7 +23,7 @@ wait_until() {
 	done
 }
 # result FILE KEY: a value from the RESULT line in FILE.
-result() { sed -n "s/^RESULT.* $2=\([^ ]*\).*/\1/p" "$1" | head -n1; }
+result() { sed -n "s/^RESULT.* $2=\([^ ]*\).*/\1/p;s/^RESULT $2=\([^ ]*\).*/\1/p" "$1" | head -n1; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # The loop numbers whose node exists before the bench starts: any other is

@@ -8,9 +8,8 @@
 
 namespace diskgate::dbus {
 
-int check(int result, std::string_view what) {
-  if (result < 0) throw BusError(fmt::format("{}: {}", what, std::strerror(-result)));
-  return result;
+void throw_bus_error(int result, std::string_view what) {
+  throw BusError(fmt::format("{}: {}", what, std::strerror(-result)));
 }
 
 Bus::Bus(const std::string& address, const char* name, std::optional<std::uint64_t> call_timeout_usec)

@@ -168,7 +168,7 @@ struct Service::Calls {
   }
 
   // ObjectManager.GetManagedObjects on /org/diskgate1, written here rather
-  // by sd-bus: its generic one asks the fallback vtable for each device's
+  // than by sd-bus, whose generic one asks the fallback vtable for each device's
   // properties one by one (1.5x the time of ListDevices at 4,096 devices).
   // As in GDBus, an object lists its own interfaces, not the standard ones.
   static int object_manager_call(sd_bus_message* call, void* userdata, sd_bus_error* error) noexcept {

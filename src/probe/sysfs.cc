@@ -43,11 +43,13 @@ std::optional<PartitionLocation> partition_location(unsigned major, unsigned min
                                                     const std::string& sysfs_root,
                                                     const std::string& dev_root) {
   std::string link = fmt::format("{}/dev/block/{}:{}", sysfs_root, major, minor);
+  // Most devices probed are not partitions: one lookup through the link
+  // says so, before realpath's walk of every component.
+  if (::access((link + "/partition").c_str(), F_OK) != 0) return std::nullopt;
   char* resolved = ::realpath(link.c_str(), nullptr);
   if (!resolved) return std::nullopt;
   std::string device(resolved);
   std::free(resolved);
-  if (::access((device + "/partition").c_str(), F_OK) != 0) return std::nullopt;
   auto start = read_sysfs_number(device + "/start");
   auto size = read_sysfs_number(device + "/size");
   std::string parent = device.substr(0, device.rfind('/'));

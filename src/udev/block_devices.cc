@@ -3,15 +3,16 @@
 // (DISKGATE_HAVE_LIBUDEV).
 #include "udev/block_devices.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstring>
 #include <system_error>
 #include <utility>
 
-#include "probe/sysfs.h"
 #include "udev/backend.h"
 
 #ifndef DISKGATE_HAVE_LIBUDEV
@@ -46,20 +47,53 @@ Action parse_action(std::string_view action) {
   return Action::other;
 }
 
-void read_sysfs_attributes(devices::KernelDevice& device) {
+std::optional<std::string> read_attribute_at(int dir_fd, const char* name) {
+  int fd;
+  do fd = ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return std::nullopt;
+  std::string text(4096, '\0');  // a sysfs attribute is at most a page
+  ssize_t n;
+  do n = ::read(fd, text.data(), text.size());
+  while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n < 0) return std::nullopt;
+  text.resize(static_cast<std::size_t>(n));
+  return text;
+}
+
+namespace {
+std::uint64_t number_at(int dir_fd, const char* name) {
+  auto text = read_attribute_at(dir_fd, name);
+  if (!text) return 0;
+  std::uint64_t value = 0;
+  std::from_chars(text->data(), text->data() + text->size(), value);  // "123\n": up to the newline
+  return value;
+}
+}  // namespace
+
+void read_sysfs_attributes_at(int dir_fd, devices::KernelDevice& device) {
   // The size attribute counts 512-byte sectors whatever the logical block size.
-  device.size_bytes = probe::read_sysfs_number(device.syspath + "/size").value_or(0) * 512;
-  std::string disk_dir = device.parent.empty() ? device.syspath : std::string(dirname(device.syspath));
-  device.removable = probe::read_sysfs_number(disk_dir + "/removable").value_or(0) != 0;
+  device.size_bytes = number_at(dir_fd, "size") * 512;
+  // A partition's directory sits in its disk's.
+  device.removable = number_at(dir_fd, device.parent.empty() ? "removable" : "../removable") != 0;
+}
+
+void read_sysfs_attributes(devices::KernelDevice& device) {
+  int dir_fd = ::open(device.syspath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {  // gone meanwhile
+    device.size_bytes = 0;
+    device.removable = false;
+    return;
+  }
+  read_sysfs_attributes_at(dir_fd, device);
+  ::close(dir_fd);
 }
 
 #if !DISKGATE_HAVE_LIBUDEV
 std::unique_ptr<Source> open_libudev(UeventSource source, int) {
   throw UdevError("udev monitor for source " + std::string(to_string(source)) +
                   ": diskgated was built without libudev (-Dudev=disabled)");
-}
-std::vector<devices::KernelDevice> enumerate_libudev() {
-  throw UdevError("udev enumeration of block devices: diskgated was built without libudev (-Dudev=disabled)");
 }
 #endif
 
@@ -141,19 +175,15 @@ int BlockDevices::fd() const {
 }
 
 std::vector<devices::KernelDevice> BlockDevices::enumerate() const {
-  return impl_->enumerate();
+  return detail::enumerate_sysfs();
 }
 
 Received BlockDevices::receive() {
   return impl_->receive();
 }
 
-std::vector<devices::KernelDevice> enumerate_block_devices_with(Backend backend) {
-  return backend == Backend::libudev ? detail::enumerate_libudev() : detail::enumerate_sysfs();
-}
-
 std::vector<devices::KernelDevice> enumerate_block_devices() {
-  return enumerate_block_devices_with(default_backend());
+  return detail::enumerate_sysfs();
 }
 
 }  // namespace diskgate::udev

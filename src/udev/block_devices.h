@@ -1,13 +1,17 @@
-// Which block devices exist and when they come, go or change: enumeration
-// plus a netlink uevent monitor, through one of two backends that give the
-// same KernelDevice values:
+// Which block devices exist and when they come, go or change: an
+// enumeration of /sys/class/block, plus a netlink uevent monitor through one
+// of two backends that give the same KernelDevice values:
 // - libudev (block_devices_libudev.cc, built with -Dudev=enabled): the only
 //   place that talks to libudev; the header keeps <libudev.h> out of every
 //   includer;
-// - sysfs (block_devices_sysfs.cc, always built): /sys/class/block and our
-//   own NETLINK_KOBJECT_UEVENT socket on the kernel's group, for static
-//   builds without libudev (gokrazy). Kernel uevents only.
-// The daemon takes default_backend() and never learns which it has.
+// - sysfs (block_devices_sysfs.cc, always built): our own
+//   NETLINK_KOBJECT_UEVENT socket on the kernel's group, for static builds
+//   without libudev (gokrazy). Kernel uevents only.
+// The enumeration reads sysfs whatever the backend: libudev's enumerator
+// gives the same values (tests/udev/block_devices_test.cc compares) at
+// about three times the cost, walking each device's path twice and reading
+// udev's database, which nothing here uses. The daemon takes
+// default_backend() and never learns which it has.
 #pragma once
 
 #include <cstdint>
@@ -80,13 +84,10 @@ struct Received {
   bool overflowed = false;
 };
 
-// The same as BlockDevices::enumerate() with default_backend(), on a libudev
-// context of its own: safe on another thread while the loop uses its
-// BlockDevices (a libudev context is not thread-safe; the sysfs backend
-// shares nothing). Throws UdevError.
+// The same as BlockDevices::enumerate(), which shares nothing with the
+// monitor: safe on another thread while the loop uses its BlockDevices.
+// Throws UdevError.
 std::vector<devices::KernelDevice> enumerate_block_devices();
-// The same with a chosen backend; UdevError for libudev in a build without.
-std::vector<devices::KernelDevice> enumerate_block_devices_with(Backend backend);
 
 class BlockDevices {
  public:

@@ -1,5 +1,6 @@
-// The libudev backend: libudev's enumeration and its netlink monitor, for
-// either source. The only file that includes <libudev.h>; built only with
+// The libudev backend: libudev's netlink monitor, for either source (the
+// enumeration reads sysfs in both backends: block_devices_sysfs.cc). The
+// only file of diskgated that includes <libudev.h>; built only with
 // -Dudev=enabled.
 #include <libudev.h>
 #include <poll.h>
@@ -16,7 +17,6 @@ namespace {
 struct UdevUnref {
   void operator()(::udev* u) const { udev_unref(u); }
   void operator()(udev_monitor* m) const { udev_monitor_unref(m); }
-  void operator()(udev_enumerate* e) const { udev_enumerate_unref(e); }
   void operator()(udev_device* d) const { udev_device_unref(d); }
 };
 template <typename T>
@@ -54,26 +54,6 @@ bool readable_now(int fd) {
   }
 }
 
-std::vector<devices::KernelDevice> enumerate_with(::udev* context) {
-  auto fail = [&](const std::string& what, int err) -> void {
-    throw UdevError("udev enumeration of block devices: " + what + ": " + errno_text(err));
-  };
-  errno = 0;
-  Ref<udev_enumerate> scan(udev_enumerate_new(context));
-  if (!scan) fail("cannot create enumerator", errno ? errno : ENOMEM);
-  if (int r = udev_enumerate_add_match_subsystem(scan.get(), "block"); r < 0) fail("cannot add subsystem match", r);
-  if (int r = udev_enumerate_scan_devices(scan.get()); r < 0) fail("cannot scan /sys", r);
-
-  std::vector<devices::KernelDevice> out;
-  udev_list_entry* entry = nullptr;
-  udev_list_entry_foreach(entry, udev_enumerate_get_list_entry(scan.get())) {
-    Ref<udev_device> dev(udev_device_new_from_syspath(context, udev_list_entry_get_name(entry)));
-    if (!dev) continue;  // removed since the scan
-    out.push_back(kernel_device(dev.get(), true));
-  }
-  return out;
-}
-
 class LibudevSource final : public Source {
  public:
   LibudevSource(UeventSource source, int receive_buffer_bytes) : source_(source) {
@@ -94,8 +74,6 @@ class LibudevSource final : public Source {
   }
 
   int fd() const override { return fd_; }
-
-  std::vector<devices::KernelDevice> enumerate() const override { return enumerate_with(context_.get()); }
 
   Received receive() override {
     Received out;
@@ -147,14 +125,6 @@ class LibudevSource final : public Source {
 
 std::unique_ptr<Source> open_libudev(UeventSource source, int receive_buffer_bytes) {
   return std::make_unique<LibudevSource>(source, receive_buffer_bytes);
-}
-
-std::vector<devices::KernelDevice> enumerate_libudev() {
-  errno = 0;
-  Ref<::udev> context(udev_new());
-  if (!context) throw UdevError("udev enumeration of block devices: cannot create libudev context: " +
-                                errno_text(errno ? errno : ENOMEM));
-  return enumerate_with(context.get());
 }
 
 }  // namespace diskgate::udev::detail

@@ -25,39 +25,6 @@ namespace {
 
 constexpr unsigned kernel_group = 1;  // udevd rebroadcasts on 2, with its own header
 
-// A whole sysfs attribute (at most a page); nullopt when unreadable.
-std::optional<std::string> read_attribute(const std::string& path) {
-  int fd;
-  do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) return std::nullopt;
-  std::string text(4096, '\0');
-  ssize_t n;
-  do n = ::read(fd, text.data(), text.size());
-  while (n < 0 && errno == EINTR);
-  ::close(fd);
-  if (n < 0) return std::nullopt;
-  text.resize(static_cast<std::size_t>(n));
-  return text;
-}
-
-// "8:1\n" -> {8, 1}
-std::optional<std::pair<unsigned, unsigned>> parse_dev(std::string_view text) {
-  if (text.ends_with('\n')) text.remove_suffix(1);
-  auto colon = text.find(':');
-  if (colon == std::string_view::npos) return std::nullopt;
-  auto number = [](std::string_view digits) -> std::optional<unsigned> {
-    unsigned value = 0;
-    if (digits.empty() || digits.front() < '0' || digits.front() > '9') return std::nullopt;
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
-    return value;
-  };
-  auto maj = number(text.substr(0, colon)), min = number(text.substr(colon + 1));
-  if (!maj || !min) return std::nullopt;
-  return std::pair(*maj, *min);
-}
-
 // The value of KEY in a sysfs uevent file ("KEY=VALUE" lines); "" if absent.
 std::string uevent_value(std::string_view text, std::string_view key) {
   while (!text.empty()) {
@@ -71,25 +38,49 @@ std::string uevent_value(std::string_view text, std::string_view key) {
   return {};
 }
 
-std::optional<devices::KernelDevice> sysfs_device(const std::string& link) {
-  char* resolved = ::realpath(link.c_str(), nullptr);
-  if (!resolved) return std::nullopt;  // removed since the directory was read
-  devices::KernelDevice out;
-  out.syspath = resolved;
-  std::free(resolved);
-  auto dev = read_attribute(out.syspath + "/dev");
-  auto uevent = read_attribute(out.syspath + "/uevent");
-  if (!dev || !uevent) return std::nullopt;
-  auto number = parse_dev(*dev);
-  if (!number) return std::nullopt;
-  std::tie(out.major, out.minor) = *number;
-  out.name = kernel_name(out.syspath);
-  // libudev's devnode: /dev/ + DEVNAME (which may hold a directory).
-  std::string devname = uevent_value(*uevent, "DEVNAME");
-  out.node = "/dev/" + (safe_path(devname, false) ? devname : out.name);
-  if (uevent_value(*uevent, "DEVTYPE") == "partition") out.parent = kernel_name(dirname(out.syspath));
-  read_sysfs_attributes(out);
+// A number of a uevent file (MAJOR, MINOR); nullopt when missing or bad.
+std::optional<unsigned> uevent_number(std::string_view text, std::string_view key) {
+  std::string digits = uevent_value(text, key);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+  return value;
+}
+
+// The device whose sysfs directory is `syspath`; nullopt when it went away
+// meanwhile (or is not a device). The directory is opened once, so that
+// each attribute costs one lookup.
+std::optional<devices::KernelDevice> sysfs_device(std::string syspath) {
+  int dir_fd = ::open(syspath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return std::nullopt;
+  std::optional<devices::KernelDevice> out;
+  auto uevent = read_attribute_at(dir_fd, "uevent");
+  auto major = uevent ? uevent_number(*uevent, "MAJOR") : std::nullopt;
+  auto minor = uevent ? uevent_number(*uevent, "MINOR") : std::nullopt;
+  if (major && minor) {
+    devices::KernelDevice& device = out.emplace();
+    device.syspath = std::move(syspath);
+    device.major = *major;
+    device.minor = *minor;
+    device.name = kernel_name(device.syspath);
+    // libudev's devnode: /dev/ + DEVNAME (which may hold a directory).
+    std::string devname = uevent_value(*uevent, "DEVNAME");
+    device.node = "/dev/" + (safe_path(devname, false) ? devname : device.name);
+    if (uevent_value(*uevent, "DEVTYPE") == "partition") device.parent = kernel_name(dirname(device.syspath));
+    read_sysfs_attributes_at(dir_fd, device);
+  }
+  ::close(dir_fd);
   return out;
+}
+
+// `target`, a relative symlink in the directory `dir` (sysfs links are
+// relative: "../../devices/virtual/block/loop0"), as an absolute path.
+std::string resolve_link(std::string dir, std::string_view target) {
+  while (target.starts_with("../")) {
+    dir.resize(dir.rfind('/'));
+    target.remove_prefix(3);
+  }
+  return dir + "/" + std::string(target);
 }
 
 class KernelNetlink final : public Source {
@@ -120,8 +111,6 @@ class KernelNetlink final : public Source {
   ~KernelNetlink() override { ::close(fd_); }
 
   int fd() const override { return fd_; }
-  std::vector<devices::KernelDevice> enumerate() const override { return enumerate_sysfs(); }
-
   Received receive() override {
     Received out;
     // Bounded per call, as the libudev backend: a flood cannot hold the
@@ -209,22 +198,33 @@ std::unique_ptr<Source> open_kernel_netlink(int receive_buffer_bytes) {
 }
 
 std::vector<devices::KernelDevice> enumerate_sysfs(const std::string& sysfs_root) {
-  const std::string class_dir = sysfs_root + "/class/block";
+  auto fail = [](const std::string& what, int err) -> void {
+    throw UdevError("udev enumeration of block devices: cannot read " + what + ": " + errno_text(err));
+  };
+  // Canonical once (a root given through a symlink), so that each device's
+  // link resolves by string.
+  std::string class_dir = sysfs_root + "/class/block";
+  char* real = ::realpath(class_dir.c_str(), nullptr);
+  if (!real) fail(class_dir, errno);
+  class_dir = real;
+  std::free(real);
   DIR* dir = ::opendir(class_dir.c_str());
-  if (!dir) throw UdevError("udev enumeration of block devices: cannot read " + class_dir + ": " + errno_text(errno));
-  std::vector<std::string> links;
+  if (!dir) fail(class_dir, errno);
+  std::vector<devices::KernelDevice> out;
   errno = 0;
   while (dirent* entry = ::readdir(dir)) {
     std::string_view name = entry->d_name;
     if (name == "." || name == "..") continue;
-    links.push_back(class_dir + "/" + std::string(name));
+    char target[PATH_MAX];
+    ssize_t n = ::readlinkat(::dirfd(dir), entry->d_name, target, sizeof target - 1);
+    if (n < 0) continue;  // removed since the directory was read, or not a link
+    if (auto device = sysfs_device(resolve_link(class_dir, std::string_view(target, static_cast<std::size_t>(n)))))
+      out.push_back(std::move(*device));
+    errno = 0;
   }
   int err = errno;
   ::closedir(dir);
-  if (err) throw UdevError("udev enumeration of block devices: cannot read " + class_dir + ": " + errno_text(err));
-  std::vector<devices::KernelDevice> out;
-  for (const auto& link : links)
-    if (auto device = sysfs_device(link)) out.push_back(std::move(*device));
+  if (err) fail(class_dir, err);
   // As libudev lists them: by syspath, so a disk comes before its partitions.
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.syspath < b.syspath; });
   return out;

@@ -37,6 +37,17 @@ wait_until() {
 	done
 	return 0
 }
+# check_log_clean LOG: the daemon's log holds no internal error (the event
+# loop's catch-all), crash or sanitizer report; one check, the lines shown.
+check_log_clean() {
+	local crash='internal error|terminate called|Assertion .* failed|Sanitizer|runtime error:'
+	if grep -qE "$crash" "$1"; then
+		not_ok "diskgated logged no internal error, crash or sanitizer report"
+		grep -E "$crash" "$1" | head -n 20 | sed 's/^/#   /'
+	else
+		ok "diskgated logged no internal error, crash or sanitizer report"
+	fi
+}
 # Names unique to this run: other tests may attach images at the same time.
 rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 new_uuid() { cat /proc/sys/kernel/random/uuid; }

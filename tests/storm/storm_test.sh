@@ -673,13 +673,7 @@ else
 		1 "$((RSS1 * 10 < RSS0 * 11))"
 fi
 
-crash='internal error|terminate called|Assertion .* failed|Sanitizer|runtime error:'
-if grep -qE "$crash" "$DAEMON_LOG"; then
-	not_ok "diskgated logged no internal error or crash"
-	grep -E "$crash" "$DAEMON_LOG" | head -n 20 | sed 's/^/#   /'
-else
-	ok "diskgated logged no internal error or crash"
-fi
+check_log_clean "$DAEMON_LOG"
 kill -TERM "$DAEMON_PID"
 wait_until 5 eval '! kill -0 "$DAEMON_PID" 2>/dev/null'
 wait "$DAEMON_PID"

@@ -34,11 +34,10 @@ struct FakeSysfs {
   }
   // A device directory under devices/ with its attributes, linked from
   // class/block as the kernel does.
-  fs::path device(const std::string& dir, const std::string& dev, const std::string& uevent, std::uint64_t sectors,
+  fs::path device(const std::string& dir, const std::string& uevent, std::uint64_t sectors,
                   const char* removable = nullptr) {
     fs::path path = root / "devices" / dir;
     fs::create_directories(path);
-    write(path / "dev", dev + "\n");
     write(path / "uevent", uevent);
     write(path / "size", std::to_string(sectors) + "\n");
     if (removable) write(path / "removable", std::string(removable) + "\n");
@@ -57,11 +56,11 @@ const devices::KernelDevice* find(const std::vector<devices::KernelDevice>& list
 
 TEST_CASE("sysfs enumeration: names with '!', DEVNAME in a directory, partitions, removable", "[sysfs]") {
   FakeSysfs sysfs;
-  fs::path disk = sysfs.device("pci0000:00/cciss0/block/cciss!c0d0", "104:0",
+  fs::path disk = sysfs.device("pci0000:00/cciss0/block/cciss!c0d0",
                                "MAJOR=104\nMINOR=0\nDEVNAME=cciss/c0d0\nDEVTYPE=disk\n", 2048, "1");
-  sysfs.device("pci0000:00/cciss0/block/cciss!c0d0/cciss!c0d0p1", "104:1",
+  sysfs.device("pci0000:00/cciss0/block/cciss!c0d0/cciss!c0d0p1",
                "MAJOR=104\nMINOR=1\nDEVNAME=cciss/c0d0p1\nDEVTYPE=partition\nPARTN=1\n", 1024);
-  sysfs.device("virtual/block/loop7", "7:7", "MAJOR=7\nMINOR=7\nDEVNAME=loop7\nDEVTYPE=disk\nDISKSEQ=9\n", 0, "0");
+  sysfs.device("virtual/block/loop7", "MAJOR=7\nMINOR=7\nDEVNAME=loop7\nDEVTYPE=disk\nDISKSEQ=9\n", 0, "0");
 
   auto list = detail::enumerate_sysfs(sysfs.root);
   REQUIRE(list.size() == 3);
@@ -92,18 +91,20 @@ TEST_CASE("sysfs enumeration: names with '!', DEVNAME in a directory, partitions
 
 TEST_CASE("sysfs enumeration: vanished and lying entries are left out", "[sysfs]") {
   FakeSysfs sysfs;
-  sysfs.device("virtual/block/loop1", "7:1", "DEVNAME=loop1\nDEVTYPE=disk\n", 8);
-  // Removed between readdir and realpath: a dangling link.
+  sysfs.device("virtual/block/loop1", "MAJOR=7\nMINOR=1\nDEVNAME=loop1\nDEVTYPE=disk\n", 8);
+  // Removed between readdir and the read: a dangling link, or no uevent.
   fs::create_symlink("../../devices/virtual/block/gone", sysfs.root / "class/block/gone");
-  // No dev attribute, or one that is not MAJ:MIN.
-  fs::path nodev = sysfs.device("virtual/block/nodev", "7:2", "DEVNAME=nodev\n", 8);
-  fs::remove(nodev / "dev");
-  sysfs.device("virtual/block/baddev", "7:x", "DEVNAME=baddev\n", 8);
-  sysfs.device("virtual/block/negdev", "-7:3", "DEVNAME=negdev\n", 8);
+  fs::path nouevent = sysfs.device("virtual/block/nouevent", "MAJOR=7\nMINOR=2\n", 8);
+  fs::remove(nouevent / "uevent");
+  // No MAJOR or MINOR, or one that is not a number.
+  sysfs.device("virtual/block/nominor", "MAJOR=7\nDEVNAME=nominor\n", 8);
+  sysfs.device("virtual/block/baddev", "MAJOR=7\nMINOR=x\nDEVNAME=baddev\n", 8);
+  sysfs.device("virtual/block/negdev", "MAJOR=-7\nMINOR=3\nDEVNAME=negdev\n", 8);
+  sysfs.device("virtual/block/longdev", "MAJOR=7\nMINOR=3 \nDEVNAME=longdev\n", 8);
   // A DEVNAME that would leave /dev falls back to /dev/NAME.
-  sysfs.device("virtual/block/loop4", "7:4", "DEVNAME=../etc/passwd\nDEVTYPE=disk\n", 8);
+  sysfs.device("virtual/block/loop4", "MAJOR=7\nMINOR=4\nDEVNAME=../etc/passwd\nDEVTYPE=disk\n", 8);
   // No DEVNAME at all: /dev/NAME too.
-  sysfs.device("virtual/block/loop5", "7:5", "DEVTYPE=disk\n", 8);
+  sysfs.device("virtual/block/loop5", "MAJOR=7\nMINOR=5\nDEVTYPE=disk\n", 8);
 
   auto list = detail::enumerate_sysfs(sysfs.root);
   REQUIRE(list.size() == 3);
