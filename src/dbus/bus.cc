@@ -54,27 +54,6 @@ void Bus::release_name() noexcept {
   if (is_open()) sd_bus_release_name(bus_, name_);
 }
 
-void MessageWriter::open(char type, const char* contents) {
-  check(sd_bus_message_open_container(message_, type, contents), "writing a D-Bus message");
-}
-void MessageWriter::close() { check(sd_bus_message_close_container(message_), "writing a D-Bus message"); }
-void MessageWriter::append(const std::string& value) { append(value.c_str()); }
-void MessageWriter::append(const char* value) {
-  check(sd_bus_message_append_basic(message_, 's', value), "writing a D-Bus message");
-}
-void MessageWriter::append_object_path(const std::string& path) {
-  check(sd_bus_message_append_basic(message_, 'o', path.c_str()), "writing a D-Bus message");
-}
-void MessageWriter::append(std::uint64_t value) {
-  check(sd_bus_message_append_basic(message_, 't', &value), "writing a D-Bus message");
-}
-void MessageWriter::append(std::uint32_t value) {
-  check(sd_bus_message_append_basic(message_, 'u', &value), "writing a D-Bus message");
-}
-void MessageWriter::append(bool value) {
-  int boolean = value;  // D-Bus booleans are 32 bits wide
-  check(sd_bus_message_append_basic(message_, 'b', &boolean), "writing a D-Bus message");
-}
 void MessageWriter::append(const std::vector<std::string>& values) {
   open('a', "s");
   for (const std::string& value : values) append(value);

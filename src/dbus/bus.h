@@ -39,8 +39,13 @@ inline constexpr const char* error_invalid_args = "org.freedesktop.DBus.Error.In
 
 [[noreturn]] void throw_bus_error(int result, std::string_view what);
 // `result` of an sd-bus call; throws BusError ("`what`: strerror") when
-// negative. Inline: a reply of thousands of devices makes ~100 calls a device.
-inline int check(int result, std::string_view what) {
+// negative. Inline, and `what` read only on failure: a reply of thousands of
+// devices makes about a hundred calls a device.
+inline int check(int result, const char* what) {
+  if (result < 0) throw_bus_error(result, what);
+  return result;
+}
+inline int check(int result, const std::string& what) {
   if (result < 0) throw_bus_error(result, what);
   return result;
 }
@@ -86,14 +91,20 @@ class Bus {
 class MessageWriter {
  public:
   explicit MessageWriter(sd_bus_message* message) : message_(message) {}
-  void open(char type, const char* contents);
-  void close();
-  void append(const std::string& value);
-  void append(const char* value);
-  void append_object_path(const std::string& path);
-  void append(std::uint64_t value);
-  void append(std::uint32_t value);
-  void append(bool value);
+  // (Inline: called a hundred times a device for the whole map.)
+  void open(char type, const char* contents) {
+    check(sd_bus_message_open_container(message_, type, contents), "writing a D-Bus message");
+  }
+  void close() { check(sd_bus_message_close_container(message_), "writing a D-Bus message"); }
+  void append(const std::string& value) { append(value.c_str()); }
+  void append(const char* value) { basic('s', value); }
+  void append_object_path(const std::string& path) { basic('o', path.c_str()); }
+  void append(std::uint64_t value) { basic('t', &value); }
+  void append(std::uint32_t value) { basic('u', &value); }
+  void append(bool value) {
+    int boolean = value;  // D-Bus booleans are 32 bits wide
+    basic('b', &boolean);
+  }
   void append(const std::vector<std::string>& values);
   void append(const std::vector<std::uint64_t>& values);
   // One {sv} entry of an a{sv}.
@@ -114,6 +125,9 @@ class MessageWriter {
   static const char* signature(bool) { return "b"; }
   static const char* signature(const std::vector<std::string>&) { return "as"; }
   static const char* signature(const std::vector<std::uint64_t>&) { return "at"; }
+  void basic(char type, const void* value) {
+    check(sd_bus_message_append_basic(message_, type, value), "writing a D-Bus message");
+  }
   sd_bus_message* message_;
 };
 
