@@ -499,6 +499,25 @@ int run_resolve(const Options& options) {
   return 0;
 }
 
+// Calls `method` every 20 ms until the service has taken its name and
+// answers; false (said on stderr) at the deadline.
+template <typename Result>
+bool call_once_there(sdbus::IProxy& proxy, const char* interface, const char* method, Clock::time_point deadline,
+                     Result& result) {
+  for (;;) {
+    try {
+      proxy.callMethod(method).onInterface(interface).storeResultsTo(result);
+      return true;
+    } catch (const sdbus::Error&) {
+      if (interrupted || Clock::now() > deadline) {
+        std::cerr << "bench-hotplug: " << proxy.getObjectPath() << " did not answer " << method << "\n";
+        return false;
+      }
+      ::usleep(20'000);  // not there yet
+    }
+  }
+}
+
 int run_wait_udisks(const Options& options) {
   auto connection = connect(options);
   const std::string root_path = "/org/freedesktop/UDisks2";
@@ -537,23 +556,11 @@ int run_wait_udisks(const Options& options) {
       });
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout));
   auto root = sdbus::createProxy(*connection, "org.freedesktop.UDisks2", root_path);
-  for (;;) {
-    std::map<sdbus::ObjectPath, std::map<std::string, Dict>> objects;
-    try {
-      root->callMethod("GetManagedObjects").onInterface("org.freedesktop.DBus.ObjectManager").storeResultsTo(objects);
-    } catch (const sdbus::Error&) {
-      if (interrupted || Clock::now() > deadline) {
-        std::cerr << "bench-hotplug: udisksd did not answer GetManagedObjects\n";
-        return 1;
-      }
-      ::usleep(20'000);  // not there yet
-      continue;
-    }
-    for (const auto& [path, interfaces] : objects) {
-      auto it = interfaces.find(block_interface);
-      if (it != interfaces.end()) block(path, it->second);
-    }
-    break;
+  std::map<sdbus::ObjectPath, std::map<std::string, Dict>> objects;
+  if (!call_once_there(*root, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", deadline, objects)) return 1;
+  for (const auto& [path, interfaces] : objects) {
+    auto it = interfaces.find(block_interface);
+    if (it != interfaces.end()) block(path, it->second);
   }
   if (!pump(*connection, nullptr, deadline, [&] { return left == 0; })) {
     std::string example;
@@ -603,21 +610,9 @@ int run_wait_diskgate(const Options& options) {
         }));
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout));
   auto root = sdbus::createProxy(*connection, "org.diskgate1", "/org/diskgate1");
-  for (;;) {
-    std::vector<Dict> devices;
-    try {
-      root->callMethod("ListDevices").onInterface("org.diskgate1.Manager").storeResultsTo(devices);
-    } catch (const sdbus::Error&) {
-      if (interrupted || Clock::now() > deadline) {
-        std::cerr << "bench-hotplug: diskgated did not answer ListDevices\n";
-        return 1;
-      }
-      ::usleep(20'000);  // not there yet
-      continue;
-    }
-    for (const Dict& properties : devices) device(properties);
-    break;
-  }
+  std::vector<Dict> devices;
+  if (!call_once_there(*root, "org.diskgate1.Manager", "ListDevices", deadline, devices)) return 1;
+  for (const Dict& properties : devices) device(properties);
   if (!pump(*connection, nullptr, deadline, [&] { return left_uuids.empty() && left_subs.empty(); })) {
     std::cerr << "bench-hotplug: " << left_uuids.size() + left_subs.size() << " UUIDs still not reported, e.g. "
               << (left_uuids.empty() ? *left_subs.begin() : *left_uuids.begin()) << "\n";
