@@ -9,7 +9,7 @@
 //   without libudev (gokrazy). Kernel uevents only.
 // The enumeration reads sysfs whatever the backend: libudev's enumerator
 // gives the same values (tests/udev/block_devices_test.cc compares) at
-// about three times the cost, walking each device's path twice and reading
+// about six times the cost, walking each device's path twice and reading
 // udev's database, which nothing here uses. The daemon takes
 // default_backend() and never learns which it has.
 #pragma once
