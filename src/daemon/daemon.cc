@@ -248,8 +248,11 @@ void DeviceMonitor::on_uevents(udev::BlockDevices& source) {
         if (from_udevd && ::access(uevent.device.syspath.c_str(), F_OK) != 0) break;
         // Loop attach/detach and new media arrive as "change": probe again.
         // In udev mode both sockets bring each event: the probe worker
-        // coalesces the second probe.
-        apply(devices::Upsert{uevent.device, true}, uevent.device.node);
+        // coalesces the second probe. Only udevd's change can stand for a
+        // write (its inotify watch): the probes of the device's disk or
+        // partitions then flush it first.
+        apply(devices::Upsert{uevent.device, true},
+              from_udevd && uevent.action == udev::Action::change ? uevent.device.node : std::string());
         break;
       case udev::Action::remove:
         // Whoever says it first: the kernel's remove is final.

@@ -45,10 +45,7 @@ inline int check(int result, const char* what) {
   if (result < 0) throw_bus_error(result, what);
   return result;
 }
-inline int check(int result, const std::string& what) {
-  if (result < 0) throw_bus_error(result, what);
-  return result;
-}
+inline int check(int result, const std::string& what) { return check(result, what.c_str()); }
 
 struct SlotUnref {
   void operator()(sd_bus_slot* slot) const noexcept { sd_bus_slot_unref(slot); }

@@ -78,7 +78,6 @@ need_loop_control() {
 need_free_loop() { losetup -f >/dev/null 2>&1 || skip "no free loop device"; }
 # need_fs FSTYPE: the kernel has it.
 need_fs() { grep -qw "$1" /proc/filesystems || skip "the kernel has no $1 (not in /proc/filesystems)"; }
-# need_tools TOOL...: each is installed (the first missing one is named).
 # need_udevd_slot: skips unless /run/udev/control is either answered by a
 # udevd or free for the test's own (a dead udevd's socket is removed).
 need_udevd_slot() {
@@ -112,6 +111,7 @@ stop_own_udevd() {
 	wait "$UDEVD_PID" 2>/dev/null
 	if ((${CREATED_RUN_UDEV:-0})); then rm -rf /run/udev; else rm -f /run/udev/control; fi
 }
+# need_tools TOOL...: each is installed (the first missing one is named).
 need_tools() {
 	local tool
 	for tool in "$@"; do
