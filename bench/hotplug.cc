@@ -7,7 +7,9 @@
 //   bench-hotplug list    --target diskgate|udisks --bus ADDR [--runs R]
 //
 // attach: N cycles of attaching IMG to a free loop device with the ioctls
-// themselves (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, timestamped just before),
+// themselves (LOOP_CTL_GET_FREE, then LOOP_CONFIGURE timestamped just
+// before: the attach; finding the free device, which the kernel does by
+// walking every loop device, is timed apart),
 // waiting for the service's signal that carries U for that device, then
 // detaching and waiting for the service to see the device go empty.
 // diskgate: DeviceAdded/DeviceChanged with Uuid U and State "identified".
@@ -42,7 +44,9 @@
 //
 // To tell the kernel's share from the service's, the bench also listens to
 // kernel uevents itself and reports when the loop device's first "change"
-// arrived and when LOOP_CONFIGURE returned.
+// arrived and when LOOP_CONFIGURE returned; and how long LOOP_CTL_GET_FREE
+// took (get_free_*), and the whole from it (from_get_free_*: as losetup
+// --find would see it).
 //
 // Results go to stdout, one "RESULT key=value ..." line per measurement.
 #include <fcntl.h>
@@ -173,14 +177,14 @@ bool pump(sdbus::IConnection& connection, KernelUevents* uevents, Clock::time_po
 class Loop {
  public:
   // Attaches `image` to a free loop device; `started` is taken just before
-  // the first ioctl.
-  Loop(const std::string& image, bool autoclear, Clock::time_point& started) {
+  // LOOP_CONFIGURE, `searched` just before LOOP_CTL_GET_FREE.
+  Loop(const std::string& image, bool autoclear, Clock::time_point& searched, Clock::time_point& started) {
     int control = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (control < 0) fail("/dev/loop-control");
     int image_fd = ::open(image.c_str(), O_RDWR | O_CLOEXEC);
     if (image_fd < 0) fail(image);
     for (int attempt = 0;; ++attempt) {
-      started = Clock::now();
+      searched = Clock::now();
       number_ = ::ioctl(control, LOOP_CTL_GET_FREE);
       if (number_ < 0) fail("LOOP_CTL_GET_FREE");
       node_ = fmt::format("/dev/loop{}", number_);
@@ -190,6 +194,7 @@ class Loop {
       config.fd = static_cast<__u32>(image_fd);
       config.info.lo_flags = autoclear ? LO_FLAGS_AUTOCLEAR : 0;
       std::strncpy(reinterpret_cast<char*>(config.info.lo_file_name), image.c_str(), LO_NAME_SIZE - 1);
+      started = Clock::now();
       if (::ioctl(fd_, LOOP_CONFIGURE, &config) == 0) break;
       // Someone took it between GET_FREE and CONFIGURE: take another.
       int err = errno;
@@ -372,15 +377,16 @@ int run_attach(const Options& options) {
   auto connection = connect(options);
   Watch watch(*connection, options.target);
   KernelUevents uevents;
-  std::vector<double> latencies, configured, kernel, service;
+  std::vector<double> latencies, searches, from_search, configured, kernel, service;
   int timeouts = 0, detach_timeouts = 0;
   const auto limit = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout));
   for (int cycle = 0; cycle < options.cycles && !interrupted; ++cycle) {
-    Clock::time_point started;
+    Clock::time_point searched, started;
     std::string name;
     {
       uevents.drain();
-      Loop loop(options.image, !options.close_after_attach, started);
+      Loop loop(options.image, !options.close_after_attach, searched, started);
+      searches.push_back(ms_since(searched, started));
       configured.push_back(ms_since(started, Clock::now()));
       watch.expect(loop.node(), options.uuids.at(0));
       uevents.expect(loop.name());
@@ -388,6 +394,7 @@ int run_attach(const Options& options) {
       if (options.close_after_attach) loop.close_fd();
       if (pump(*connection, &uevents, started + limit, [&] { return watch.identified().has_value(); })) {
         latencies.push_back(ms_since(started, *watch.identified()));
+        from_search.push_back(ms_since(searched, *watch.identified()));
         if (options.trace)
           fmt::print("CYCLE {} started_ns={} signal_ns={}\n", cycle,
                      std::chrono::nanoseconds(started.time_since_epoch()).count(),
@@ -420,13 +427,17 @@ int run_attach(const Options& options) {
   }
   Stats s = stats(latencies);
   Stats c = stats(configured);
+  Stats free = stats(searches);
+  Stats whole = stats(from_search);
   Stats k = kernel.empty() ? Stats{NAN, NAN, NAN, NAN} : stats(kernel);
   Stats after = service.empty() ? Stats{NAN, NAN, NAN, NAN} : stats(service);
   fmt::print("RESULT attach target={} n={} p50_ms={:.3f} p99_ms={:.3f} max_ms={:.3f} mean_ms={:.3f} timeouts={} "
              "detach_timeouts={} close={} configure_p50_ms={:.3f} configure_p99_ms={:.3f} uevent_p50_ms={:.3f} "
-             "uevent_p99_ms={:.3f} after_uevent_p50_ms={:.3f} after_uevent_p99_ms={:.3f}\n",
+             "uevent_p99_ms={:.3f} after_uevent_p50_ms={:.3f} after_uevent_p99_ms={:.3f} get_free_p50_ms={:.3f} "
+             "get_free_p99_ms={:.3f} from_get_free_p50_ms={:.3f} from_get_free_p99_ms={:.3f}\n",
              target_name(options.target), latencies.size(), s.p50, s.p99, s.max, s.mean, timeouts, detach_timeouts,
-             options.close_after_attach ? 1 : 0, c.p50, c.p99, k.p50, k.p99, after.p50, after.p99);
+             options.close_after_attach ? 1 : 0, c.p50, c.p99, k.p50, k.p99, after.p50, after.p99, free.p50, free.p99,
+             whole.p50, whole.p99);
   return timeouts == 0 ? 0 : 1;
 }
 
