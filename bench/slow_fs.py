@@ -22,29 +22,18 @@ import sys
 import threading
 import time
 
-from fusepy import FUSE, FuseOSError, Operations
+from fusepy import FUSE, FuseOSError
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from passthrough_fs import PassthroughFs  # noqa: E402
 
 
-class SlowFs(Operations):
+class SlowFs(PassthroughFs):
     def __init__(self, source, log, delay):
-        self.source = source
+        super().__init__(source)
         self.delay = delay
         self.lock = threading.Lock()
         self.log = open(log, "a", buffering=1)
-
-    def _real(self, path):
-        return os.path.join(self.source, path.lstrip("/"))
-
-    def getattr(self, path, fh=None):
-        try:
-            st = os.lstat(self._real(path))
-        except OSError as e:
-            raise FuseOSError(e.errno)
-        keys = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime", "st_mtime", "st_ctime")
-        return {key: getattr(st, key) for key in keys}
-
-    def readdir(self, path, fh):
-        return [".", ".."] + os.listdir(self._real(path))
 
     def open(self, path, flags):
         try:
@@ -72,9 +61,6 @@ class SlowFs(Operations):
     def fsync(self, path, datasync, fh):
         os.fsync(fh)
         return 0
-
-    def release(self, path, fh):
-        os.close(fh)
 
 
 if __name__ == "__main__":

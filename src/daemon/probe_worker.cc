@@ -86,12 +86,18 @@ constexpr auto idle_lifetime = std::chrono::seconds(10);
 void work(std::shared_ptr<ProbeWorker::Shared> shared, ProbeWorker::Identify identify, bool first) {
   lower_thread_priority();
   std::unique_lock lock(shared->mutex);
+  auto has_news = [&] { return shared->closing || !shared->order.empty(); };
   for (;;) {
     ++shared->idle;
-    bool woken = shared->wake.wait_for(lock, idle_lifetime, [&] { return shared->closing || !shared->order.empty(); });
+    // The first worker stays, and sleeps without a timeout: an idle daemon
+    // wakes for nothing.
+    bool woken = true;
+    if (first)
+      shared->wake.wait(lock, has_news);
+    else
+      woken = shared->wake.wait_for(lock, idle_lifetime, has_news);
     --shared->idle;
-    if (shared->closing || (!woken && !first)) break;
-    if (shared->order.empty()) continue;
+    if (shared->closing || !woken) break;
     ProbeWorker::Shared::Job job = shared->take();
     lock.unlock();
     devices::Identity identity;

@@ -629,6 +629,30 @@ elif [[ $MODE == udev ]]; then
 	check "udevd back: diskgated logs that udevd is back" 0 $?
 fi
 
+# ---- idle: no wakeups ----
+# Probe threads beyond the first end 10 s after their last job; every
+# thread that stays must sleep until there is news, over a window longer
+# than that. Kernel mode only: the threads are the same in udev mode.
+
+# "TID SWITCHES" for each thread of the daemon (voluntary and not).
+thread_switches() {
+	local t
+	for t in /proc/"$DAEMON_PID"/task/*; do
+		echo "${t##*/} $(awk '/ctxt_switches/ { n += $2 } END { print n }' "$t/status" 2>/dev/null)"
+	done
+}
+if [[ $MODE == kernel ]]; then
+	quiet
+	sleep 2 # the heap trim, 1 s after the last change
+	thread_switches >"$WORK/switches-before"
+	sleep 11
+	thread_switches >"$WORK/switches-after"
+	# A thread that ended meanwhile is left out: ending is what it is for.
+	woke=$(awk 'NR == FNR { a[$1] = $2; next } ($1 in a) && $2 != a[$1] { printf "%s(+%d) ", $1, $2 - a[$1] }' \
+		"$WORK/switches-before" "$WORK/switches-after")
+	check "idle: no thread of diskgated wakes in 11 s" "" "$woke"
+fi
+
 # ---- SIGTERM: exit 0 within 2 s ----
 
 start_ns=$(date +%s%N)

@@ -13,30 +13,22 @@ import os
 import sys
 import time
 
-from fusepy import FUSE, FuseOSError, Operations
+from fusepy import FUSE, FuseOSError
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from passthrough_fs import PassthroughFs  # noqa: E402
 
 
-class HangingFs(Operations):
+class HangingFs(PassthroughFs):
     def __init__(self, source, hold):
-        self.source = source
+        super().__init__(source)
         self.hold = hold
 
-    def _real(self, path):
-        return os.path.join(self.source, path.lstrip("/"))
-
     def getattr(self, path, fh=None):
-        try:
-            st = os.lstat(self._real(path))
-        except OSError as e:
-            raise FuseOSError(e.errno)
-        keys = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime", "st_mtime", "st_ctime")
-        attributes = {key: getattr(st, key) for key in keys}
+        attributes = super().getattr(path, fh)
         if not path.endswith("/") and path != "/":
             attributes["st_mode"] &= ~0o222  # read only
         return attributes
-
-    def readdir(self, path, fh):
-        return [".", ".."] + os.listdir(self._real(path))
 
     def open(self, path, flags):
         if flags & (os.O_WRONLY | os.O_RDWR):
@@ -48,9 +40,6 @@ class HangingFs(Operations):
             while os.path.exists(self.hold):
                 time.sleep(0.05)
         return os.pread(fh, size, offset)
-
-    def release(self, path, fh):
-        os.close(fh)
 
 
 if __name__ == "__main__":
