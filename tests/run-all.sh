@@ -16,7 +16,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# How long each part took, printed before the last line: where CI's time goes.
+timings=()
+took() { timings+=("$1: $((SECONDS - $2)) s"); }
+started=$SECONDS
 bash .ci/install-deps --test || { echo "0 passed, 1 failed"; exit 1; }
+took "install" "$started"
+started=$SECONDS
 if [ ! -d build ]; then
   meson setup build >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
 fi
@@ -34,10 +40,12 @@ if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; 
   passed=${BASH_REMATCH[1]} failed=${BASH_REMATCH[2]} skipped=${BASH_REMATCH[4]:-0}
 fi
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+took "build and meson suite" "$started"
 
 # Each further part ends with its own "N passed, N failed[, N skipped]".
 for part in tests/run-source-builds.sh tests/run-static.sh tests/run-deb.sh tests/run-fuzz.sh; do
   echo "=== $part"
+  started=$SECONDS
   bash "$part" 2>&1 | tee build/part-output.txt
   part_status=${PIPESTATUS[0]}
   last=$(tail -n1 build/part-output.txt)
@@ -49,7 +57,11 @@ for part in tests/run-source-builds.sh tests/run-static.sh tests/run-deb.sh test
   else
     failed=$(( failed + 1 ))
   fi
+  took "$part" "$started"
 done
+
+echo "=== time taken"
+printf '%s\n' "${timings[@]}"
 
 line="$passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && line+=", $skipped skipped"
